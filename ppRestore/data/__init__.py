@@ -1,0 +1,1 @@
+"""Data: robust image I/O (:mod:`.io`), datasets, degradations, transforms, raw helpers."""

@@ -1,0 +1,45 @@
+"""Install ppRestore: ``pip install -e .`` (add ``[test]``, ``[convert]``, ``[onnx]``, ``[raw]``, ``[gui]``)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# The pins resolve together on CPython 3.11 (``pip check`` clean):
+# paddleseg 2.8.0 requires opencv-python<=4.6.0, whose wheels need numpy<2;
+# visualdl pulls pandas, whose 3.x needs numpy>=2, hence pandas<3.
+INSTALL_REQUIRES = [
+    "paddlepaddle>=3.0,<3.4",
+    "paddleseg==2.8.0",
+    "numpy>=1.23,<2",
+    "opencv-python<=4.6.0",
+    "visualdl>=2.5,<2.6",
+    "pandas<3",
+    "pyyaml>=5.1",
+    "tqdm",
+    "Pillow>=9",
+    "safetensors>=0.4",
+]
+
+EXTRAS = {
+    # torch is only needed to read foreign PyTorch checkpoints in tools/convert_weights.py.
+    "convert": ["torch"],
+    "onnx": ["paddle2onnx", "onnxruntime"],
+    "raw": ["rawpy"],
+    "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.21"],
+}
+
+setup(
+    name="ppRestore",
+    version=(HERE / "ppRestore" / "VERSION").read_text().strip(),
+    description="PaddlePaddle image restoration: CMFNet, PmrNet, SRCNN, DnCNN, U-Net, DMCNN",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ppRestore", "ppRestore.*"]),
+    package_data={"ppRestore": ["VERSION"]},
+    python_requires=">=3.9",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+)
