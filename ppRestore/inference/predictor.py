@@ -376,7 +376,8 @@ class Predictor:
             img = _imresize(img, o.scale)
         x = img.transpose(2, 0, 1)[None].astype(np.float32)
         y = self.forward(x)
-        return y[0].transpose(1, 2, 0)
+        # Clip each network output to the valid range before any channel recombination.
+        return np.clip(y[0].transpose(1, 2, 0), 0.0, 1.0)
 
     def predict(self, img: np.ndarray) -> np.ndarray:
         """Restore a float ``H x W x C`` (C = 1 or 3) image in [0, 1].
