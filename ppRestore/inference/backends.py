@@ -137,7 +137,10 @@ class PaddleInferenceBackend(Backend):
         config = pi.Config(prog, params)
         config.disable_glog_info()
         config.switch_ir_optim(ir_optim)
-        config.enable_memory_optim()
+        if prog.endswith(".pdmodel"):
+            # Paddle 3.3 PIR predictors fail with memory_optimize_pass ("Not find
+            # predictor_id 0 and pass_name memory_optimize_pass"); old-IR models use it.
+            config.enable_memory_optim()
         dev = (device or "cpu").split(":")[0]
         if dev == "gpu":
             dev_id = int(device.split(":")[1]) if ":" in device else 0

@@ -115,7 +115,7 @@ def export_model(
         if s is not None and s % m:
             raise ValueError(f"--input_shape H/W must be multiples of pad_multiple {m}, got {s}")
     os.makedirs(save_dir, exist_ok=True)
-    spec = [paddle.static.InputSpec(shape, "float32", "x")]
+    spec = [paddle.static.InputSpec(list(shape), "float32", "x")]  # InputSpec edits its list
     static = paddle.jit.to_static(_wrap_first_output(model), input_spec=spec, full_graph=True)
     prefix = os.path.join(save_dir, "model")
     paddle.jit.save(static, prefix)
