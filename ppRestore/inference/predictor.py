@@ -277,8 +277,15 @@ class Predictor:
                 os.path.join(model_dir, info.get("onnx_file", "model.onnx")), cpu_threads, device
             )
         elif backend == "paddle":
-            if precision == "int8" and device.startswith("cpu") and info.get("int8_dir"):
-                # A post-training-quantised copy lives next to the fp32 model.
+            if precision == "int8" and device.startswith("cpu") and not use_trt:
+                # oneDNN int8 needs a quantised graph (quantize/dequantize ops); on an fp32
+                # graph enable_mkldnn_int8 silently runs fp32, so refuse instead.
+                if not info.get("int8_dir"):
+                    raise ValueError(
+                        "int8 on CPU needs a post-training-quantised export ('int8_dir' in "
+                        "deploy.yaml); none is available for Paddle 3.3.1 (see docs/deploy.md). "
+                        "Use --precision bf16 on CPU, or int8 with --use_trt on GPU"
+                    )
                 model_dir = os.path.join(model_dir, info["int8_dir"])
             be = PaddleInferenceBackend(
                 model_dir,
