@@ -86,3 +86,16 @@ def test_onnx_matches_paddle(exported, tmp_path):
     ref = Predictor.from_model(model).predict(img)
     got = Predictor.from_exported(str(out), backend="onnx").predict(img)
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_bf16_close_to_fp32_and_int8_refused_on_cpu(exported):
+    model, out, _ = exported
+    img = np.random.default_rng(2).random((32, 40, 3), dtype=np.float32)
+    ref = Predictor.from_exported(str(out)).predict(img)
+    bf16 = Predictor.from_exported(str(out), precision="bf16").predict(img)
+    assert bf16.shape == ref.shape
+    np.testing.assert_allclose(bf16, ref, atol=0.05)  # bf16 keeps ~3 significant digits
+    with pytest.raises(ValueError, match="int8"):
+        Predictor.from_exported(str(out), precision="int8")
+    with pytest.raises(ValueError, match="fp16"):
+        Predictor.from_exported(str(out), precision="fp16")
