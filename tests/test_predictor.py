@@ -153,6 +153,11 @@ def test_from_config_and_restore_api(tmp_path):
         str(tmp_path / "in.png"), config=str(cfg_path), model_path=str(tmp_path / "w.pdparams")
     )
     np.testing.assert_array_equal(out.data, ref)
+    import ppRestore  # the top-level lazy alias gives the same result
+
+    np.testing.assert_array_equal(
+        ppRestore.restore(img, config=str(cfg_path), model_path=str(tmp_path / "w.pdparams")), ref
+    )
     assert read_image(str(tmp_path / "in.png")).data.shape == out.data.shape
 
 
