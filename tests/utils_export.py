@@ -7,7 +7,6 @@ Paddle 3 PIR format (``<prefix>.json``) and the legacy one (``<prefix>.pdmodel``
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -30,7 +29,7 @@ def export_model(model, prefix: str, in_channels: int) -> str:
     raise FileNotFoundError(f"paddle.jit.save wrote neither {prefix}.json nor {prefix}.pdmodel")
 
 
-def run_inference(program: str, x: np.ndarray, mkldnn: Optional[bool] = False) -> np.ndarray:
+def run_inference(program: str, x: np.ndarray, mkldnn: bool | None = False) -> np.ndarray:
     """Run a saved program on CPU with Paddle Inference (oneDNN off unless asked)."""
     from paddle import inference
 
@@ -51,7 +50,7 @@ def run_inference(program: str, x: np.ndarray, mkldnn: Optional[bool] = False) -
     return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
 
-def export_roundtrip(model, x: np.ndarray, tmp_dir: str, mkldnn: Optional[bool] = False) -> tuple:
+def export_roundtrip(model, x: np.ndarray, tmp_dir: str, mkldnn: bool | None = False) -> tuple:
     """Return ``(dynamic_output, inference_output)`` for ``x`` (N x C x H x W float32)."""
     import paddle
 

@@ -23,7 +23,7 @@ bit; float inputs are computed in float64 and returned as float32/float64 (no cl
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 
@@ -90,8 +90,8 @@ def _round_uint8(x: np.ndarray) -> np.ndarray:
 
 def imresize(
     img: np.ndarray,
-    scale: Optional[Union[float, Sequence[float]]] = None,
-    output_shape: Optional[Tuple[int, int]] = None,
+    scale: Union[float, Sequence[float]] | None = None,
+    output_shape: Tuple[int, int] | None = None,
     antialiasing: bool = True,
 ) -> np.ndarray:
     """Resize like MATLAB's ``imresize(img, scale, 'bicubic')``.

@@ -24,7 +24,7 @@ Two checkpoint families load into this one class:
 from __future__ import annotations
 
 import re
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import paddle
@@ -72,7 +72,7 @@ class DnCNN(nn.Layer):
         num_layers: int = 17,
         features: int = 64,
         bn: bool = True,
-        bias: Optional[bool] = None,
+        bias: bool | None = None,
     ) -> None:
         super().__init__()
         if num_layers < 3:
@@ -105,7 +105,7 @@ def _conv_indices(state: Dict[str, np.ndarray], prefix: str) -> list:
     return idx
 
 
-def _check_model(model: Optional[nn.Layer], n_conv: int, bn: bool, source: str) -> None:
+def _check_model(model: nn.Layer | None, n_conv: int, bn: bool, source: str) -> None:
     if model is None:
         return
     if getattr(model, "num_layers", n_conv) != n_conv or getattr(model, "bn", bn) != bn:

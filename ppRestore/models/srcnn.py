@@ -60,8 +60,8 @@ class _SRCNNBody(nn.Layer):
             raise ValueError(
                 f"SRCNN kernel sizes must be odd for 'same' padding, got {kernel_sizes}"
             )
-        f1, f2, f3 = kernel_sizes
-        n1, n2 = features
+        f1, f2, f3 = (int(k) for k in kernel_sizes)
+        n1, n2 = (int(n) for n in features)
         self.conv1 = nn.Conv2D(num_channels, n1, f1, padding=f1 // 2)
         self.conv2 = nn.Conv2D(n1, n2, f2, padding=f2 // 2)
         self.conv3 = nn.Conv2D(n2, out_channels, f3, padding=f3 // 2)
@@ -188,14 +188,13 @@ def convert_srcnn(state: Dict[str, np.ndarray], model: nn.Layer = None) -> Dict[
     detected from the keys. Works for :class:`SRCNN` and :class:`SRCNNPixelShuffle`.
     """
     state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
-    for style, names in _STYLES.items():
-        if all(f"{n}.weight" in state for n in names):
-            break
-    else:
+    style = next((s for s, ns in _STYLES.items() if all(f"{n}.weight" in state for n in ns)), None)
+    if style is None:
         raise KeyError(
             "not an SRCNN checkpoint: expected keys conv1/conv2/conv3.weight or "
             f"features.0/map.0/reconstruction.weight, got {sorted(state)[:8]}"
         )
+    names = _STYLES[style]
     out = {}
     for i, n in enumerate(names, start=1):
         for p in ("weight", "bias"):
