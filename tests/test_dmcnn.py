@@ -100,3 +100,16 @@ def test_dmcnn_export_roundtrip(tmp_path, mkldnn):
     dyn, inf = export_roundtrip(m, x, str(tmp_path), mkldnn=mkldnn)
     assert np.abs(dyn - x).max() > 1e-2  # not the identity
     np.testing.assert_allclose(inf, dyn, atol=1e-4)
+
+
+def test_dmcnn_config_builds():
+    import os
+
+    from ppRestore.builder import build_model
+    from ppRestore.config import load_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "configs", "dmcnn", "dmcnn_deblur.yml"))
+    m = build_model(cfg["model"])
+    assert isinstance(m, DMCNN) and m.pad_multiple == 4
+    assert [t["type"] for t in cfg["loss"]["types"]] == ["L1Loss", "PerceptualLoss"]

@@ -84,3 +84,14 @@ def test_dncnn_export_roundtrip(tmp_path):
     load_state_dict(m, convert_dncnn_saoyan(state, m))
     dyn, inf = export_roundtrip(m, d["input"][:, :, :24, :20], str(tmp_path))
     np.testing.assert_allclose(inf, dyn, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,layers", [("dncnn_s_sigma25", 17), ("dncnn_b", 20)])
+def test_dncnn_configs_build(name, layers):
+    from ppRestore.builder import build_model
+    from ppRestore.config import load_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "configs", "dncnn", f"{name}.yml"))
+    m = build_model(cfg["model"])
+    assert isinstance(m, DnCNN) and m.num_layers == layers and m.bn

@@ -136,3 +136,19 @@ def test_srcnn_export_roundtrip(cls, tmp_path):
     dyn, inf = export_roundtrip(m, x, str(tmp_path))
     assert inf.shape == dyn.shape
     np.testing.assert_allclose(inf, dyn, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["srcnn_x2", "srcnn_x3", "srcnn_x4", "srcnn_ps_x3"])
+def test_srcnn_configs_build(name):
+    from ppRestore.builder import build_model
+    from ppRestore.config import load_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "configs", "srcnn", f"{name}.yml"))
+    m = build_model(cfg["model"])
+    scale = 3 if name.endswith("x3") else int(name[-1])
+    assert m.scale == scale and cfg["val"]["crop_border"] == scale and cfg["val"]["test_y_channel"]
+    assert cfg["train_dataset"]["degradations"][0] == {"type": "BicubicDownscale", "scale": scale}
+    assert cfg["train_dataset"]["upscale_lq"] is m.upsample_input
+    patch = cfg["train_dataset"]["transforms"][0]["patch_size"]
+    assert patch % scale == 0  # HR patches must be a multiple of the SR factor

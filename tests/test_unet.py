@@ -46,3 +46,14 @@ def test_unet_export_roundtrip(tmp_path):
     x = np.random.default_rng(0).random((1, 3, 12, 16)).astype(np.float32)
     dyn, inf = export_roundtrip(m, x, str(tmp_path))
     np.testing.assert_allclose(inf, dyn, atol=1e-4)
+
+
+def test_unet_config_builds():
+    import os
+
+    from ppRestore.builder import build_model
+    from ppRestore.config import load_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    m = build_model(load_config(os.path.join(root, "configs", "unet", "unet_denoise.yml"))["model"])
+    assert isinstance(m, UNet) and m.pad_multiple == 16
