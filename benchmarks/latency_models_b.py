@@ -30,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="", help="substring of the model names to run")
     ap.add_argument("--threads", type=int, default=0, help="paddle CPU math threads (0 = default)")
     a = ap.parse_args()
 
@@ -42,6 +43,8 @@ def main() -> None:
     if a.threads:
         paddle.set_num_threads(a.threads) if hasattr(paddle, "set_num_threads") else None
     for name, cfg in MODELS:
+        if a.only and a.only not in name:
+            continue
         m = build_model(cfg)
         m.eval()
         n_params = sum(int(np.prod(p.shape)) for p in m.parameters())

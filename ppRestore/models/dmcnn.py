@@ -30,7 +30,8 @@ Dynamic convolution memory: the textbook implementation unfolds the input into
 ``N x C*k^2 x H x W`` (k^2 = 25 times the input for k = 5). :func:`dynamic_conv2d`
 instead loops over the k^2 offsets and accumulates ``shifted_input * kernel_slice``,
 which in inference needs only O(N*C*H*W) extra memory (autograd still keeps the slices
-for the backward pass when training). All loop bounds are Python ints, so the layer
+for the backward pass when training); channel groups are handled by a reshape to
+``(N*G) x (C/G) x H x W`` so a kernel slice broadcasts without copies. All loop bounds are Python ints, so the layer
 exports with ``paddle.jit.to_static`` / Paddle Inference. ``impl="unfold"`` selects the
 textbook path (used as the test reference).
 
@@ -87,6 +88,12 @@ def dynamic_conv2d(
     if c % groups:
         raise ValueError(f"channels ({c}) must be divisible by kernel groups ({groups})")
     xp = F.pad(x, [r, r, r, r], mode=padding_mode) if r else x
+    grouped = 1 < groups < c
+    if grouped:
+        # N x C x H x W -> (N*G) x (C/G) x H x W so a per-group kernel slice broadcasts
+        # over its channels without repeat_interleave copies. Reshape's 0 ("keep this
+        # dim") and -1 keep the graph free of concrete H, W (exportable).
+        xp = xp.reshape([-1, c // groups, 0, 0])
     out = None
     for i in range(k):
         for j in range(k):
@@ -94,11 +101,12 @@ def dynamic_conv2d(
             # Negative Python-int ends keep the slice static-shape-free (exportable).
             ei = i - 2 * r if i < 2 * r else None
             ej = j - 2 * r if j < 2 * r else None
-            shifted = xp[:, :, i:ei, j:ej]
-            w = _expand_groups(kernels[:, o * groups : (o + 1) * groups], c, groups)
-            term = shifted * w
+            w = kernels[:, o * groups : (o + 1) * groups]
+            if grouped:
+                w = w.reshape([-1, 1, 0, 0])
+            term = xp[:, :, i:ei, j:ej] * w
             out = term if out is None else out + term
-    return out
+    return out.reshape([-1, c, 0, 0]) if grouped else out
 
 
 def dynamic_conv2d_unfold(
