@@ -19,20 +19,17 @@ from ppRestore.weights.safe_load import WeightsError, load_state_dict  # noqa: E
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "pmrnet_parity.npz")
 
 
-def seeded_state(shapes: dict, seed: int) -> dict:
-    """Copy of ``tools/fixtures/make_pmrnet_fixture.seeded_state`` (checked against the
-    fixture's ``random_sums`` below, so the two cannot drift apart silently)."""
-    bitgen = np.random.PCG64(seed)
-    out = {}
-    for key in sorted(shapes):
-        shape = tuple(int(s) for s in shapes[key])
-        n = int(np.prod(shape))
-        u = (bitgen.random_raw(n) >> np.uint64(11)).astype(np.float64) * (2.0**-53)
-        bound = (
-            0.05 if key.endswith("bias") else float(np.sqrt(3.0 / max(1, int(np.prod(shape[1:])))))
-        )
-        out[key] = ((2.0 * u - 1.0) * bound).astype(np.float32).reshape(shape)
-    return out
+def _load_seeded():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "pmrnet_seeded.py")
+    spec = importlib.util.spec_from_file_location("pmrnet_seeded", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+seeded_state = _load_seeded().seeded_state
 
 
 @pytest.fixture(scope="module")
