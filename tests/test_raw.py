@@ -254,3 +254,68 @@ def test_denoise_raw_patterns_sizes_and_levels() -> None:
     np.testing.assert_allclose(out, (u16.astype(np.float64) - 64) / 959, atol=1e-5)
     with pytest.raises(raw.RawError, match="shape"):
         raw.denoise_raw(u16, 800, lambda x: x[:, :3], "BGGR", black_level=64, white_level=1023)
+
+
+def test_model_inp_scale_is_equivalent_to_external_scaling() -> None:
+    # PmrNet(inp_scale=256) on [0, 1] data == official net(x * 256) / 256, and denoise_raw
+    # must not apply the factor twice.
+    with np.load(FIXTURE) as f:
+        fx = {k: f[k] for k in f.files}
+    paddle, model = _seeded_pmrnet(fx)
+    model.inp_scale = 256.0
+    out = raw.denoise_raw(
+        fx["raw_bayer"], float(fx["raw_iso"]), model, "RGGB", pad="official", clip=False
+    )
+    ref = fx["raw_out"]
+    assert np.abs(out - ref).max() <= 2e-6 * np.abs(ref).max()
+
+
+def test_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ppRestore.data.raw, ppRestore.data.documents; print('paddle' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr
+
+
+def test_synthetic_raw_dataset(tmp_path) -> None:
+    from ppRestore.data.io import write_image
+    from ppRestore.registry import DATASETS
+
+    rng = np.random.default_rng(8)
+    for i in range(2):
+        write_image(str(tmp_path / f"{i}.png"), (rng.random((40, 52, 3)) * 255).astype(np.uint8))
+    cfg = {
+        "type": "SyntheticRawDataset",
+        "dataset_root": str(tmp_path),
+        "patch_size": 32,
+        "mode": "train",
+    }
+    ds = DATASETS.build(dict(cfg, iso_range=[3200, 3200]))
+    lq, gt, idx = ds[1]
+    assert lq.shape == gt.shape == (4, 16, 16) and lq.dtype == np.float32 and int(idx) == 1
+    np.testing.assert_array_equal(ds[1][0], lq)  # a pure function of the key
+    assert not np.array_equal(ds[3][0], lq)  # next epoch: new crop/noise
+    # Back in raw units (inverse k-sigma), the noise grows with the ISO.
+    ks = raw.KSigma()
+    stds = []
+    for iso in (400, 6400):
+        lq, gt, _ = DATASETS.build(dict(cfg, iso_range=[iso, iso], mode="val"))[0]
+        stds.append(np.std(ks.inverse(lq, iso) - ks.inverse(gt, iso)))
+    assert 0 < stds[0] < stds[1] / 2
+    with pytest.raises(ValueError, match="patch_size"):
+        DATASETS.build(dict(cfg, patch_size=31))
+
+
+def test_unprocess_then_isp_recovers_colour() -> None:
+    # unprocess_rgb followed by raw_to_rgb with the same gains and exposure restores a
+    # flat colour patch (the ISP is the approximate inverse).
+    rgb = np.zeros((16, 16, 3))
+    rgb[:] = (0.7, 0.5, 0.3)
+    bayer, gains = raw.unprocess_rgb(rgb, np.random.default_rng(0))
+    exposure = float(np.median(bayer[0::2, 1::2])) / 0.5**2.2
+    back = raw.raw_to_rgb(np.clip(bayer / exposure, 0, 1), "RGGB", wb_gains=gains, gamma=2.2)
+    np.testing.assert_allclose(back[4:12, 4:12].reshape(-1, 3).mean(0), (0.7, 0.5, 0.3), atol=0.01)

@@ -33,6 +33,8 @@ from typing import Any, Callable, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..registry import DATASETS
+
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 PACKED_CHANNELS = ("R", "G1", "G2", "B")
 
@@ -508,6 +510,9 @@ def denoise_raw(
             applied only when given.
         pad: ``reflect`` (default), ``constant`` or ``official`` (bit-for-bit the
             reference pipeline); see :func:`pad_to_multiple`.
+        noise_model: the ISO noise model behind the k-sigma transform.
+        inp_scale: the factor on the k-sigma image the network was trained with
+            (official: 256); a model's own ``inp_scale`` attribute counts towards it.
         clip: clip the result to ``[0, 1]`` (the official code does not).
 
     Returns:
@@ -526,14 +531,130 @@ def denoise_raw(
     rggb = to_rggb(pad_to_even(bayer), pattern)
     packed = np.clip(pack_bayer(rggb, "RGGB"), 0, 1)
     padded, pads = pad_to_multiple(packed, 32, pad)
-    inp = (noise_model.forward(padded, iso) * inp_scale).astype(np.float32)[None]
+    # A PmrNet built with inp_scale applies that part of the factor itself.
+    scale = inp_scale / float(getattr(model, "inp_scale", 1.0) or 1.0)
+    inp = (noise_model.forward(padded, iso) * scale).astype(np.float32)[None]
     out = _as_callable(model)(np.ascontiguousarray(inp))
     out = np.asarray(out, np.float32)
     if out.shape != inp.shape:
         raise RawError(
             f"the model returned shape {out.shape} for input {inp.shape}; is it a 4-channel PmrNet?"
         )
-    pred = noise_model.inverse(out[0] / inp_scale, iso)
+    pred = noise_model.inverse(out[0] / scale, iso)
     pred = unpack_bayer(crop_padding(pred, pads), "RGGB")
     pred = from_rggb(pred, pattern)[:H, :W].astype(np.float32)
     return np.clip(pred, 0, 1) if clip else pred
+
+
+# ------------------------------------------------------------------------------------
+# Training data
+# ------------------------------------------------------------------------------------
+
+
+def unprocess_rgb(
+    rgb01: np.ndarray, rng: np.random.Generator, gamma: float = 2.2
+) -> Tuple[np.ndarray, Tuple[float, float, float]]:
+    """Invert the simple ISP of :func:`raw_to_rgb` on an sRGB image -> RGGB Bayer.
+
+    Undoes the gamma, divides by random white-balance gains (R in [1.6, 2.4], B in
+    [1.4, 2.2]) and a random exposure in [0.1, 1] (the paper targets low light), and
+    mosaics to RGGB, in the spirit of Brooks et al., "Unprocessing Images for Learned Raw
+    Denoising", CVPR 2019. Returns the ``H x W`` Bayer (even size) and the gains.
+    """
+    lin = np.power(np.clip(np.asarray(rgb01, np.float64), 0, 1), gamma)
+    if lin.ndim == 2 or lin.shape[2] == 1:
+        lin = np.repeat(lin.reshape(lin.shape[0], lin.shape[1], 1), 3, axis=2)
+    gains = (float(rng.uniform(1.6, 2.4)), 1.0, float(rng.uniform(1.4, 2.2)))
+    lin = lin / np.array(gains) * rng.uniform(0.1, 1.0)
+    h, w = lin.shape[0] - lin.shape[0] % 2, lin.shape[1] - lin.shape[1] % 2
+    packed = np.stack(
+        [lin[0:h:2, 0:w:2, 0], lin[0:h:2, 1:w:2, 1], lin[1:h:2, 0:w:2, 1], lin[1:h:2, 1:w:2, 2]]
+    )
+    return unpack_bayer(packed.astype(np.float32), "RGGB"), gains
+
+
+@DATASETS.register
+class SyntheticRawDataset:
+    """Noisy/clean packed-raw pairs synthesised from clean sRGB images.
+
+    Each sample: crop (random in ``train``, centre in ``val``) -> flips/rot90 (train) ->
+    :func:`unprocess_rgb` -> Poisson-Gaussian noise (:func:`add_raw_noise`) at an ISO
+    drawn log-uniformly from ``iso_range`` -> pack both to ``4 x p/2 x p/2`` -> clip the
+    noisy one as the official pre-processing does -> k-sigma transform both at that ISO.
+    So ``lq``/``gt`` live in the anchor-ISO k-sigma space in ``[0, 1]`` units; train
+    ``PmrNet(in_channels=4, inp_scale=256)`` on them to match the official scaling.
+
+    Samples are ``(lq, gt, index)``; randomness comes from ``(seed, epoch, index)``
+    (``(seed, index)`` in ``val``), like the other ppRestore datasets.
+
+    Args:
+        dataset_root: folder of clean images (colour preferred; grey is replicated).
+        patch_size: Bayer patch size (even; the packed patch is half of it).
+        iso_range: ``[low, high]`` ISO range (a single ISO when equal).
+        mode: ``train`` or ``val``.
+        seed: base seed.
+        repeat: times each image appears per epoch.
+    """
+
+    def __init__(
+        self,
+        dataset_root: str,
+        patch_size: int = 256,
+        iso_range: Sequence[float] = (400, 6400),
+        mode: str = "train",
+        seed: int = 0,
+        repeat: int = 1,
+    ) -> None:
+        from .io import IMAGE_EXTENSIONS
+
+        if mode not in ("train", "val"):
+            raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
+        if patch_size < 4 or patch_size % 2:
+            raise ValueError(f"patch_size must be even and >= 4, got {patch_size}")
+        lo, hi = float(iso_range[0]), float(iso_range[-1])
+        if not 0 < lo <= hi:
+            raise ValueError(f"iso_range must be 0 < low <= high, got {iso_range}")
+        if not os.path.isdir(dataset_root):
+            raise FileNotFoundError(f"dataset folder not found: {dataset_root}")
+        self.root = dataset_root
+        self.names = sorted(
+            f
+            for f in os.listdir(dataset_root)
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        if not self.names:
+            raise FileNotFoundError(f"no images in {dataset_root}")
+        self.patch, self.iso_range, self.mode = int(patch_size), (lo, hi), mode
+        self.seed, self.repeat = int(seed), max(1, int(repeat))
+
+    def __len__(self) -> int:
+        return len(self.names) * self.repeat
+
+    def __getitem__(self, key: int):
+        from .io import read_image
+
+        epoch, index = divmod(int(key), len(self))
+        train = self.mode == "train"
+        rng = np.random.default_rng([self.seed, epoch, index] if train else [self.seed, index])
+        img = read_image(os.path.join(self.root, self.names[index % len(self.names)])).to_float()
+        p = self.patch
+        ph, pw = max(0, p - img.shape[0]), max(0, p - img.shape[1])
+        if ph or pw:
+            img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        H, W = img.shape[:2]
+        if train:
+            y, x = int(rng.integers(0, H - p + 1)), int(rng.integers(0, W - p + 1))
+        else:
+            y, x = (H - p) // 2, (W - p) // 2
+        img = img[y : y + p, x : x + p]
+        if train:
+            if rng.random() < 0.5:
+                img = img[:, ::-1]
+            img = np.rot90(img, int(rng.integers(4)))
+        clean, _ = unprocess_rgb(img, rng)
+        lo, hi = self.iso_range
+        iso = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        noisy = add_raw_noise(clean, iso, rng)
+        gt = DEFAULT_KSIGMA.forward(pack_bayer(clean, "RGGB"), iso)
+        lq = DEFAULT_KSIGMA.forward(np.clip(pack_bayer(noisy, "RGGB"), 0, 1), iso)
+        return lq.astype(np.float32), gt.astype(np.float32), np.int64(index)

@@ -157,17 +157,24 @@ class PmrNet(nn.Layer):
             colour images. The output has the same number of channels.
         width: channel multiplier (1.0 = official widths, 1.03 M parameters); smaller
             values give small models for tests and quick experiments.
+        inp_scale: the network runs on ``input * inp_scale`` and divides its output back
+            (``(x*s + net(x*s)) / s``), so data can stay in ``[0, 1]`` units. The official
+            raw model expects 256 (``run_benchmark.py``); :func:`~ppRestore.data.raw.denoise_raw`
+            applies whatever part of that factor the model does not.
     """
 
     pad_multiple = 32
     scale = 1
 
-    def __init__(self, in_channels: int = 4, width: float = 1.0) -> None:
+    def __init__(self, in_channels: int = 4, width: float = 1.0, inp_scale: float = 1.0) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"PmrNet: in_channels must be >= 1, got {in_channels}")
         if width <= 0:
             raise ValueError(f"PmrNet: width must be > 0, got {width}")
+        if not inp_scale > 0:
+            raise ValueError(f"PmrNet: inp_scale must be > 0, got {inp_scale}")
+        self.inp_scale = float(inp_scale)
 
         def ch(c: int) -> int:
             # Keep at least 4 channels so the encoders' out/4 bottleneck stays non-empty.
@@ -196,6 +203,9 @@ class PmrNet(nn.Layer):
         self.out1 = conv2d(dec[3], in_channels, 3, 1, 1)
 
     def forward(self, inp: paddle.Tensor) -> paddle.Tensor:
+        s = self.inp_scale
+        if s != 1.0:
+            inp = inp * s
         conv0 = self.conv0(inp)
         conv1 = self.enc1(conv0)
         conv2 = self.enc2(conv1)
@@ -207,7 +217,8 @@ class PmrNet(nn.Layer):
         x = self.dec3(x, conv1)
         x = self.dec4(x, conv0)
         x = self.out1(self.out0(x))
-        return inp + x
+        out = inp + x
+        return out / s if s != 1.0 else out
 
 
 # --------------------------------------------------------------------------------------
