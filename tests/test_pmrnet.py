@@ -185,3 +185,16 @@ def test_real_mge_checkpoint_parity(full_model, fx) -> None:
     load_state_dict(full_model, CONVERTERS.get("pmrnet:mge")(state, full_model))
     err = np.abs(_run(full_model, fx["input"]) - fx["mge_out"]).max()
     assert err <= 1e-4, err
+
+
+@pytest.mark.parametrize("name", ["pmrnet_document.yml", "pmrnet_raw.yml"])
+def test_configs_build_and_run(name: str) -> None:
+    from ppRestore.builder import build_model
+    from ppRestore.config import load_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "configs", "pmrnet", name), ["model.width=0.25"])
+    model = build_model(cfg["model"])
+    c = cfg["model"]["in_channels"]
+    out = _run(model, np.full((1, c, 32, 32), 0.5, np.float32))
+    assert out.shape == (1, c, 32, 32) and np.isfinite(out).all()
