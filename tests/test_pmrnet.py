@@ -187,6 +187,23 @@ def test_real_mge_checkpoint_parity(full_model, fx) -> None:
     assert err <= 1e-4, err
 
 
+TORCH_NPZ = os.environ.get("PMRID_TORCH_NPZ", "")
+
+
+@pytest.mark.skipif(
+    not os.path.isfile(TORCH_NPZ),
+    reason="set PMRID_TORCH_NPZ to the .npz written by make_pmrnet_fixture.py --dump-torch-npz",
+)
+def test_real_torch_checkpoint_parity(full_model, fx) -> None:
+    # Extra check with the full official PyTorch weights (dumped to numpy by the fixture
+    # script, since the tests do not use torch).
+    with np.load(TORCH_NPZ) as f:
+        state = {k: f[k] for k in f.files}
+    load_state_dict(full_model, CONVERTERS.get("pmrnet:torch")(state, full_model))
+    err = np.abs(_run(full_model, fx["input"]) - fx["torch_out"]).max()
+    assert err <= 1e-4, err
+
+
 @pytest.mark.parametrize("name", ["pmrnet_document.yml", "pmrnet_raw.yml"])
 def test_configs_build_and_run(name: str) -> None:
     from ppRestore.builder import build_model

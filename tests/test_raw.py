@@ -319,3 +319,18 @@ def test_unprocess_then_isp_recovers_colour() -> None:
     exposure = float(np.median(bayer[0::2, 1::2])) / 0.5**2.2
     back = raw.raw_to_rgb(np.clip(bayer / exposure, 0, 1), "RGGB", wb_gains=gains, gamma=2.2)
     np.testing.assert_allclose(back[4:12, 4:12].reshape(-1, 3).mean(0), (0.7, 0.5, 0.3), atol=0.01)
+
+
+def test_denoise_raw_bggr_follows_official_flip() -> None:
+    # run_benchmark.py denoises BGGR data by flipping both axes to RGGB and back.
+    paddle = pytest.importorskip("paddle")
+    from ppRestore.registry import MODELS
+
+    paddle.seed(3)
+    model = MODELS.get("PmrNet")(in_channels=4, width=0.25)
+    model.eval()
+    bayer = np.random.default_rng(9).random((96, 96)).astype(np.float32)
+    a = raw.denoise_raw(bayer, 3200, model, "BGGR", clip=False)
+    b = raw.denoise_raw(bayer[::-1, ::-1].copy(), 3200, model, "RGGB", clip=False)[::-1, ::-1]
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert not np.allclose(a, bayer, atol=1e-3)  # the random network did change the image
