@@ -85,6 +85,12 @@ def test_class_attributes_and_validation() -> None:
         cls(width=0)
 
 
+def test_size_not_multiple_of_16_is_a_clear_error() -> None:
+    m = MODELS.get("PmrNet")(in_channels=3, width=0.25)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        m(paddle.rand([1, 3, 40, 64]))
+
+
 def test_global_residual_identity_when_head_is_zero() -> None:
     # With out1 zeroed the network must return its input exactly (inp + 0).
     m = MODELS.get("PmrNet")(in_channels=3, width=0.25)

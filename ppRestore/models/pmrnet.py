@@ -203,6 +203,15 @@ class PmrNet(nn.Layer):
         self.out1 = conv2d(dec[3], in_channels, 3, 1, 1)
 
     def forward(self, inp: paddle.Tensor) -> paddle.Tensor:
+        # Four stride-2 stages: a size that is not a multiple of 16 would fail deep inside
+        # with a shape mismatch at a skip connection; say so up front. (-1 = dynamic
+        # dimension during export, checked at run time by the predictor's padding.)
+        for n in inp.shape[-2:]:
+            if isinstance(n, int) and n > 0 and n % 16:
+                raise ValueError(
+                    f"PmrNet needs H and W divisible by 16 (pad to {self.pad_multiple}), "
+                    f"got input shape {list(inp.shape)}"
+                )
         s = self.inp_scale
         if s != 1.0:
             inp = inp * s
@@ -237,7 +246,7 @@ def _model_shapes(model) -> Dict[str, Tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _fit(name: str, arr: np.ndarray, want: Tuple[int, ...]) -> np.ndarray:
+def _fit(arr: np.ndarray, want: Tuple[int, ...]) -> np.ndarray:
     """Reshape ``arr`` to ``want`` when only singleton axes differ; else leave it for
     the strict loader to report as mismatched."""
     arr = np.asarray(arr, dtype=np.float32)
@@ -262,7 +271,7 @@ def convert_pmrnet_torch(state: Dict[str, np.ndarray], model) -> Dict[str, np.nd
     out = {}
     for k, v in _strip_prefix(state).items():
         arr = np.asarray(v, dtype=np.float32)
-        out[k] = _fit(k, arr, shapes[k]) if k in shapes else arr
+        out[k] = _fit(arr, shapes[k]) if k in shapes else arr
     return out
 
 
