@@ -1,4 +1,1 @@
-"""Model architectures, one file each; they register in ``ppRestore.registry.MODELS``.
-
-Nothing is imported here on purpose: the registry imports the model modules lazily.
-"""
+"""Model architectures, one file per network; each registers itself in ``MODELS``."""
