@@ -126,7 +126,7 @@ def test_imresize_properties():
 @pytest.mark.shared_data
 def test_set5_bicubic_baseline_matches_papers(shared_data):
     """Bicubic x3/x4 on Set5 (Y, border = scale, uint8 like MATLAB) reproduces the
-    baseline every SR paper tables: 30.39 / 28.42 dB (SRCNN TPAMI 2016, Table 2)."""
+    baseline the SR papers table: 30.39 / 28.42 dB (e.g. SRCNN, TPAMI 2016, Set5 results)."""
     import os
 
     from ppRestore.data.io import list_images, read_image

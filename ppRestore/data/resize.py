@@ -15,9 +15,14 @@ This module re-implements MATLAB's algorithm from its documented behaviour:
   (MATLAB sorts the scales with a stable sort);
 * output size is ``ceil(scale * input size)``.
 
-uint8 inputs are handled like MATLAB does: each 1-D pass returns uint8 (rounded half
-away from zero and saturated) before the next pass, so results match MATLAB bit for
-bit; float inputs are computed in float64 and returned as float32/float64 (no clipping).
+uint8 inputs are handled as MATLAB's ``imresizemex`` does (it returns the input's class
+after each 1-D pass): each pass is rounded half away from zero and saturated to uint8
+before the next. Float inputs are computed in float64 and returned in their own dtype
+(no clipping). No MATLAB was available to check bit-exactness; the evidence is the
+hand-computed cases in ``tests/test_color_resize.py``, agreement with PIL's float bicubic
+away from the borders, and the Set5 bicubic baselines (Y, border = scale) coming out at
+33.64 / 30.39 / 28.42 dB for x2 / x3 / x4 against the 33.66 / 30.39 / 28.42 the SR papers
+table.
 """
 
 from __future__ import annotations
