@@ -71,9 +71,7 @@ def restricted_loads(data: bytes, source: str = "<bytes>") -> Any:
     except UnsafeWeightsError as e:
         raise UnsafeWeightsError(f"{source}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise WeightsError(
-            f"{source}: not a readable weights pickle ({type(e).__name__}: {e})"
-        ) from None
+        raise WeightsError(f"{source}: not a readable weights pickle ({type(e).__name__}: {e})") from None
 
 
 def _to_numpy_tree(obj: Any) -> Any:
@@ -193,9 +191,7 @@ def _format_report(report: Dict[str, list], limit: int = 20) -> str:
     return "; ".join(parts)
 
 
-def load_state_dict(
-    model: Any, state: Mapping[str, Any], strict: bool = True, source: str = ""
-) -> Dict[str, list]:
+def load_state_dict(model: Any, state: Mapping[str, Any], strict: bool = True, source: str = "") -> Dict[str, list]:
     """Load ``state`` into a ``paddle.nn.Layer``; strict unless told otherwise.
 
     A parameter shared between several sublayers appears under several keys in
@@ -207,9 +203,7 @@ def load_state_dict(
     bad = report["missing"] or report["unexpected"] or report["mismatched"]
     if bad and (strict or report["mismatched"]):
         where = f"{source}: " if source else ""
-        raise WeightsError(
-            f"{where}weights do not match {type(model).__name__}: {_format_report(report)}"
-        )
+        raise WeightsError(f"{where}weights do not match {type(model).__name__}: {_format_report(report)}")
     # Shared parameters: group keys by the tensor object they point to.
     groups: Dict[int, list] = {}
     for k, t in model_state.items():
@@ -227,9 +221,7 @@ def load_state_dict(
     return report
 
 
-def load_model_weights(
-    model: Any, spec: str, strict: bool = True, cache_dir: Optional[str] = None
-) -> Dict[str, list]:
+def load_model_weights(model: Any, spec: str, strict: bool = True, cache_dir: Optional[str] = None) -> Dict[str, list]:
     """Resolve ``spec`` (local file, https URL or zoo name), read it safely, load strictly."""
     from .zoo import resolve_weights
 

@@ -31,9 +31,7 @@ ZOO: Dict[str, Dict[str, str]] = {}
 
 
 def cache_dir() -> str:
-    return os.environ.get(
-        "PPRESTORE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppRestore")
-    )
+    return os.environ.get("PPRESTORE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppRestore"))
 
 
 def sha256_of(path: str) -> str:
@@ -44,19 +42,12 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
-def download(
-    url: str,
-    dst_dir: Optional[str] = None,
-    sha256: Optional[str] = None,
-    max_bytes: int = MAX_DOWNLOAD_BYTES,
-    timeout: float = 30.0,
-) -> str:
+def download(url: str, dst_dir: Optional[str] = None, sha256: Optional[str] = None,
+             max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0) -> str:
     """Download ``url`` into the cache once and return the local path."""
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme != "https":
-        raise WeightsError(
-            f"refusing to download over '{parsed.scheme}': only https:// URLs are allowed ({url})"
-        )
+        raise WeightsError(f"refusing to download over '{parsed.scheme}': only https:// URLs are allowed ({url})")
     name = os.path.basename(parsed.path) or "weights.pdparams"
     dst_dir = dst_dir or cache_dir()
     os.makedirs(dst_dir, exist_ok=True)
@@ -69,9 +60,7 @@ def download(
             with urllib.request.urlopen(url, timeout=timeout) as r, os.fdopen(fd, "wb") as f:
                 length = r.headers.get("Content-Length")
                 if length is not None and int(length) > max_bytes:
-                    raise WeightsError(
-                        f"{url}: {int(length)} bytes exceeds the {max_bytes}-byte cap"
-                    )
+                    raise WeightsError(f"{url}: {int(length)} bytes exceeds the {max_bytes}-byte cap")
                 total = 0
                 for chunk in iter(lambda: r.read(1 << 20), b""):
                     total += len(chunk)
@@ -87,9 +76,7 @@ def download(
         if sha256 is not None:
             got = sha256_of(tmp)
             if got != sha256:
-                raise WeightsError(
-                    f"{url}: checksum mismatch (expected {sha256}, got {got}); file discarded"
-                )
+                raise WeightsError(f"{url}: checksum mismatch (expected {sha256}, got {got}); file discarded")
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):
@@ -121,6 +108,4 @@ def resolve_weights(spec: str, cache_dir: Optional[str] = None) -> str:
                 return os.path.join(spec, cand)
         raise WeightsError(f"{spec} is a folder without model.pdparams")
     known = ", ".join(sorted(ZOO)) or "(none yet)"
-    raise WeightsError(
-        f"weights not found: '{spec}' is not a file, an https URL or a zoo name (known: {known})"
-    )
+    raise WeightsError(f"weights not found: '{spec}' is not a file, an https URL or a zoo name (known: {known})")
