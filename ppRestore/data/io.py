@@ -115,9 +115,7 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
         dec = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if dec is not None and dec.dtype == np.uint16:
             if dec.ndim == 3:
-                dec = cv2.cvtColor(
-                    dec, cv2.COLOR_BGRA2RGBA if dec.shape[2] == 4 else cv2.COLOR_BGR2RGB
-                )
+                dec = cv2.cvtColor(dec, cv2.COLOR_BGRA2RGBA if dec.shape[2] == 4 else cv2.COLOR_BGR2RGB)
             arr = dec
     if arr is None:
         mode = pil.mode
@@ -143,9 +141,7 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     rgb, alpha = _split_alpha(arr)
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return Image(
-        np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), path
-    )
+    return Image(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), path)
 
 
 def read_image(path: str) -> Image:
