@@ -35,6 +35,8 @@ def test_srcnn_shapes_and_backward_odd_sizes():
     assert m955(paddle.rand([1, 3, 11, 7])).shape == [1, 3, 11, 7]
     with pytest.raises(ValueError):
         SRCNN(kernel_sizes=(9, 2, 5))
+    with pytest.raises(ValueError, match="features"):
+        SRCNN(features=16)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -54,7 +54,12 @@ class _SRCNNBody(nn.Layer):
         features: Sequence[int],
     ) -> None:
         super().__init__()
-        if len(kernel_sizes) != 3 or len(features) != 2:
+        if (
+            isinstance(kernel_sizes, int)
+            or isinstance(features, int)
+            or len(kernel_sizes) != 3
+            or len(features) != 2
+        ):
             raise ValueError("SRCNN needs kernel_sizes=(f1, f2, f3) and features=(n1, n2)")
         if any(k % 2 == 0 for k in kernel_sizes):
             raise ValueError(
