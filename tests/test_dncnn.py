@@ -76,13 +76,14 @@ def test_dncnn_converters_reject_wrong_model_or_layout():
         convert_dncnn_kair(sao)
 
 
-def test_dncnn_export_roundtrip(tmp_path):
+@pytest.mark.parametrize("mkldnn", [False, True], ids=["plain", "onednn"])
+def test_dncnn_export_roundtrip(tmp_path, mkldnn):
     from utils_export import export_roundtrip
 
     d, state = _fixture("dncnn_saoyan_s25.npz")
     m = DnCNN(num_layers=17)
     load_state_dict(m, convert_dncnn_saoyan(state, m))
-    dyn, inf = export_roundtrip(m, d["input"][:, :, :24, :20], str(tmp_path))
+    dyn, inf = export_roundtrip(m, d["input"][:, :, :24, :20], str(tmp_path), mkldnn=mkldnn)
     np.testing.assert_allclose(inf, dyn, atol=1e-4)
 
 
