@@ -43,12 +43,16 @@ def test_gaussian_noise_sigma_and_blur_kernel():
     img = np.full((200, 200, 3), 0.5, np.float32)
     out = DEGRADATIONS.build({"type": "GaussianNoise", "sigma": 25})(img, np.random.default_rng(0))
     assert abs((out - img).std() * 255 - 25) < 0.5
-    gray = DEGRADATIONS.build({"type": "GaussianNoise", "sigma": 25, "gray_prob": 1.0})(img, np.random.default_rng(0))
+    gray = DEGRADATIONS.build({"type": "GaussianNoise", "sigma": 25, "gray_prob": 1.0})(
+        img, np.random.default_rng(0)
+    )
     np.testing.assert_array_equal(gray[..., 0], gray[..., 1])  # one noise map for all channels
     # blur of an impulse equals the (normalised) kernel
     imp = np.zeros((21, 21, 1), np.float32)
     imp[10, 10] = 1
-    blurred = DEGRADATIONS.build({"type": "GaussianBlur", "sigma": 1.0, "kernel_size": 7})(imp, np.random.default_rng(0))
+    blurred = DEGRADATIONS.build({"type": "GaussianBlur", "sigma": 1.0, "kernel_size": 7})(
+        imp, np.random.default_rng(0)
+    )
     assert blurred.sum() == pytest.approx(1.0, abs=1e-5)
     assert blurred[10, 10, 0] == blurred.max()
 
@@ -65,7 +69,9 @@ def test_degradation_errors():
 def test_bicubic_downscale_uses_matlab_imresize():
     resize = pytest.importorskip("ppRestore.data.resize")  # written on the models-b branch
     img = np.random.default_rng(0).random((26, 25, 3)).astype(np.float32)
-    out = DEGRADATIONS.build({"type": "BicubicDownscale", "scale": 4})(img, np.random.default_rng(0))
+    out = DEGRADATIONS.build({"type": "BicubicDownscale", "scale": 4})(
+        img, np.random.default_rng(0)
+    )
     assert out.shape == (6, 6, 3)
     np.testing.assert_allclose(out, np.clip(resize.imresize(img[:24, :24], 0.25), 0, 1), atol=1e-6)
 
@@ -79,7 +85,9 @@ def test_paired_crop_is_scale_aware():
     a, b = PairedRandomCrop(16)(lq, gt, np.random.default_rng(5))
     assert a.shape == (4, 4, 1) and b.shape == (16, 16, 1)
     np.testing.assert_array_equal(up(a), b)  # still aligned
-    t = Compose([{"type": "RandomHorizontalFlip"}, {"type": "RandomVerticalFlip"}, {"type": "RandomRot90"}])
+    t = Compose(
+        [{"type": "RandomHorizontalFlip"}, {"type": "RandomVerticalFlip"}, {"type": "RandomRot90"}]
+    )
     for s in range(8):
         a2, b2 = t(a, b, np.random.default_rng(s))
         np.testing.assert_array_equal(up(a2), b2)
@@ -90,19 +98,26 @@ def test_paired_crop_is_scale_aware():
 def test_paired_folder_dataset(tmp_path):
     make_images(str(tmp_path / "lq"), n=3)
     make_images(str(tmp_path / "gt"), n=3, seed=1)
-    ds = PairedFolderDataset(str(tmp_path), transforms=[{"type": "PairedRandomCrop", "patch_size": 16}])
+    ds = PairedFolderDataset(
+        str(tmp_path), transforms=[{"type": "PairedRandomCrop", "patch_size": 16}]
+    )
     lq, gt, idx = ds[1]
     assert lq.shape == gt.shape == (3, 16, 16) and int(idx) == 1
     grey = PairedFolderDataset(str(tmp_path), channels=1, mode="val")
     assert grey[0][0].shape == (1, 32, 32)
     os.rename(tmp_path / "gt" / "img02.png", tmp_path / "gt" / "other.png")
-    with pytest.raises(ValueError, match=r"only in lq/: \['img02.png'\].*only in gt/: \['other.png'\]"):
+    with pytest.raises(
+        ValueError, match=r"only in lq/: \['img02.png'\].*only in gt/: \['other.png'\]"
+    ):
         PairedFolderDataset(str(tmp_path))
 
 
 def test_synthetic_dataset_determinism(tmp_path):
     root = make_images(str(tmp_path / "c"), n=4)
-    degs = [{"type": "GaussianBlur", "sigma": [0.5, 2]}, {"type": "GaussianNoise", "sigma": [5, 30]}]
+    degs = [
+        {"type": "GaussianBlur", "sigma": [0.5, 2]},
+        {"type": "GaussianNoise", "sigma": [5, 30]},
+    ]
     tr = [{"type": "PairedRandomCrop", "patch_size": 16}, {"type": "RandomRot90"}]
     ds = SyntheticDataset(root, degradations=degs, transforms=tr, seed=7)
     n = len(ds)
@@ -123,7 +138,9 @@ def test_synthetic_sr_dataset(tmp_path):
     ds = SyntheticDataset(root, degradations=[{"type": "BicubicDownscale", "scale": 3}], mode="val")
     lq, gt, _ = ds[0]
     assert gt.shape == (3, 30, 30) and lq.shape == (3, 10, 10)
-    up = SyntheticDataset(root, degradations=[{"type": "BicubicDownscale", "scale": 3}], upscale_lq=True, mode="val")
+    up = SyntheticDataset(
+        root, degradations=[{"type": "BicubicDownscale", "scale": 3}], upscale_lq=True, mode="val"
+    )
     assert up[0][0].shape == (3, 30, 30)
 
 
@@ -155,7 +172,10 @@ def test_split_dataset(tmp_path):
     assert sorted(sum(s1.values(), [])) == sorted(names)
     assert split_names(names, [0.7, 0.15, 0.15], 1) != s1
     src = make_images(str(tmp_path / "src"), n=5)
-    assert main(["--src", src, "--out", str(tmp_path / "out"), "--ratios", "0.6", "0.4", "--symlink"]) == 0
+    assert (
+        main(["--src", src, "--out", str(tmp_path / "out"), "--ratios", "0.6", "0.4", "--symlink"])
+        == 0
+    )
     tr = sorted(os.listdir(tmp_path / "out" / "train"))
     assert len(tr) == 3 and os.path.islink(tmp_path / "out" / "train" / tr[0])
     assert len(os.listdir(tmp_path / "out" / "val")) == 2
@@ -163,4 +183,9 @@ def test_split_dataset(tmp_path):
 
 def test_pipeline_scale():
     assert DegradationPipeline([{"type": "GaussianNoise"}]).scale == 1
-    assert DegradationPipeline([{"type": "GaussianBlur"}, {"type": "BicubicDownscale", "scale": 2}]).scale == 2
+    assert (
+        DegradationPipeline(
+            [{"type": "GaussianBlur"}, {"type": "BicubicDownscale", "scale": 2}]
+        ).scale
+        == 2
+    )

@@ -45,8 +45,12 @@ def test_losses_zero_at_identity_and_backprop():
     # Charbonnier-based: sqrt(0 + eps^2) = eps at identity
     assert float(EdgeLoss()(x, x.detach())) == pytest.approx(1e-3, abs=1e-7)
     y = paddle.rand([2, 3, 16, 16])
-    total, terms = build_loss({"types": [{"type": "L1Loss"}, {"type": "CMFNetLoss"}], "coef": [1.0, 2.0]})(x, y)
-    assert float(total) == pytest.approx(float(terms["L1Loss"]) + 2 * float(terms["CMFNetLoss"]), rel=1e-6)
+    total, terms = build_loss(
+        {"types": [{"type": "L1Loss"}, {"type": "CMFNetLoss"}], "coef": [1.0, 2.0]}
+    )(x, y)
+    assert float(total) == pytest.approx(
+        float(terms["L1Loss"]) + 2 * float(terms["CMFNetLoss"]), rel=1e-6
+    )
     total.backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
@@ -88,7 +92,11 @@ def test_perceptual_loss_loads_truncated_vgg(tmp_path):
 
     full = vgg19(pretrained=False, num_classes=0)
     # only the layers up to relu2_2 (index 8) are needed; a file with them is enough
-    state = {f"features.{k}": v for k, v in full.features.state_dict().items() if int(k.split(".")[0]) <= 8}
+    state = {
+        f"features.{k}": v
+        for k, v in full.features.state_dict().items()
+        if int(k.split(".")[0]) <= 8
+    }
     path = str(tmp_path / "vgg.pdparams")
     save_weights(state, path)
     loss = PerceptualLoss(vgg_weights=path, layers={"relu1_2": 1.0, "relu2_2": 0.5})

@@ -30,14 +30,22 @@ def test_ssim_matches_skimage_rgb(seed):
     a, b = _pair(seed)
     ours = calculate_ssim(a, b)
     ref = skm.structural_similarity(
-        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2
+        a,
+        b,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=2,
     )
     assert abs(ours - ref) <= 1e-4  # measured: 0.0 -- same 11x11 window and valid region
 
 
 def test_ssim_grey_and_float_scale():
     a, b = _pair(3, (30, 30))
-    ref = skm.structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    ref = skm.structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
     assert abs(calculate_ssim(a, b) - ref) <= 1e-6
     # the same images as floats in [0, 1] with max_val=1 give the same SSIM/PSNR
     assert abs(calculate_ssim(a / 255.0, b / 255.0, max_val=1.0) - ref) <= 1e-6
@@ -53,7 +61,9 @@ def test_y_channel_hand_value():
     blue[..., 2] = 255
     assert np.allclose(rgb_to_y(red), 81.481)
     assert np.allclose(rgb_to_y(blue), 40.966)
-    expected = 20 * math.log10(255 / 40.515)  # = 15.97849 (255 / 40.515 = 6.29396, log10 = 0.798924)
+    expected = 20 * math.log10(
+        255 / 40.515
+    )  # = 15.97849 (255 / 40.515 = 6.29396, log10 = 0.798924)
     assert abs(calculate_psnr(red, blue, test_y_channel=True) - expected) < 1e-9
     assert abs(expected - 15.978487) < 1e-5
 

@@ -3,7 +3,7 @@
 import paddle
 import paddle.nn as nn
 
-from ppRestore.registry import MODELS
+from ppRestore.registry import LOSSES, MODELS
 
 
 def _register(cls):
@@ -33,3 +33,22 @@ class TinyRestorer(nn.Layer):
 
 
 TinyRestorer = _register(TinyRestorer)
+
+
+class NaNAtCall(nn.Layer):
+    """A loss that is L1 until its ``at``-th call, then NaN (tests the NaN stop)."""
+
+    needs_aux = False
+
+    def __init__(self, at: int = 5) -> None:
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, pred, target):
+        self.calls += 1
+        loss = paddle.mean(paddle.abs(pred - target))
+        return loss * float("nan") if self.calls >= self.at else loss
+
+
+if "NaNAtCall" not in LOSSES._items:
+    LOSSES.register(NaNAtCall)

@@ -138,13 +138,19 @@ def optimizer_state(optimizer: Any, model: Any) -> Dict[str, Any]:
     )
     if "master_weights" in state:
         out["master_weights"] = _remap_keys(state["master_weights"], mapping)
+    if "LR_Scheduler" in state:  # paddle insists on it when loading; plain numbers
+        out["LR_Scheduler"] = state["LR_Scheduler"]
     return out
 
 
 def load_optimizer_state(optimizer: Any, model: Any, state: Dict[str, Any]) -> None:
-    """Inverse of :func:`optimizer_state` (scheduler state travels in train_state.json)."""
+    """Inverse of :func:`optimizer_state`."""
     inverse = {v: k for k, v in _param_name_map(model).items()}
-    st = _remap_keys({k: v for k, v in state.items() if k != "master_weights"}, inverse)
+    st = _remap_keys(
+        {k: v for k, v in state.items() if k not in ("master_weights", "LR_Scheduler")}, inverse
+    )
+    if "LR_Scheduler" in state:
+        st["LR_Scheduler"] = state["LR_Scheduler"]
     if "master_weights" in state:
         st["master_weights"] = _remap_keys(state["master_weights"], inverse)
     optimizer.set_state_dict(st)
