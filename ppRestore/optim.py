@@ -29,7 +29,11 @@ def _warm(step: int, warmup_iters: int, start: float, base: float) -> float | No
 
 
 class WarmupCosine(paddle.optimizer.lr.LRScheduler):
-    """Linear warmup from ``warmup_start_lr`` then cosine decay to ``eta_min`` at ``total_iters``."""
+    """Linear warmup from ``warmup_start_lr`` then cosine decay to ``eta_min``.
+
+    The cosine spans ``T_max`` steps after the warmup (default: ``total_iters -
+    warmup_iters``, i.e. it ends with the run).
+    """
 
     def __init__(
         self,
@@ -38,8 +42,10 @@ class WarmupCosine(paddle.optimizer.lr.LRScheduler):
         warmup_iters: int = 0,
         warmup_start_lr: float = 0.0,
         eta_min: float = 0.0,
+        T_max: int | None = None,
     ) -> None:
-        self.total_iters, self.warmup_iters = int(total_iters), int(warmup_iters)
+        self.warmup_iters = int(warmup_iters)
+        self.total_iters = int(T_max) + self.warmup_iters if T_max else int(total_iters)
         self.warmup_start_lr, self.eta_min = float(warmup_start_lr), float(eta_min)
         super().__init__(float(learning_rate))
 

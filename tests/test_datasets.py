@@ -189,3 +189,32 @@ def test_pipeline_scale():
         ).scale
         == 2
     )
+
+
+def test_flip_rot_pad_and_paired_image_dataset(tmp_path):
+    from ppRestore.data.transforms import PadToSize, PairedRandomFlipRot
+
+    lq = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    seen = set()
+    for s in range(40):
+        a, b = PairedRandomFlipRot()(lq, lq * 2, np.random.default_rng(s))
+        np.testing.assert_array_equal(a * 2, b)
+        seen.add(a.tobytes())
+    assert len(seen) == 8  # all 8 dihedral variants occur
+    a, b = PadToSize(8)(
+        lq[::1, ::1], np.repeat(np.repeat(lq, 2, 0), 2, 1), np.random.default_rng(0)
+    )
+    assert a.shape == (4, 4, 1) and b.shape == (8, 8, 1)
+    assert a[3, 0, 0] == lq[1, 0, 0]  # reflect padding
+    make_images(str(tmp_path / "input"), n=2)
+    make_images(str(tmp_path / "target"), n=2)
+    from ppRestore.registry import DATASETS
+
+    ds = DATASETS.build(
+        {
+            "type": "PairedImageDataset",
+            "dataset_root": str(tmp_path),
+            "transforms": [{"type": "PairedRandomCrop", "crop_size": 8}],
+        }
+    )
+    assert ds[0][0].shape == (3, 8, 8)

@@ -144,6 +144,27 @@ class PairedFolderDataset(_RestoreDataset):
 
 
 @DATASETS.register
+class PairedImageDataset(PairedFolderDataset):
+    """:class:`PairedFolderDataset` with ``input/`` + ``target/`` folders (MPRNet/CMFNet layout)."""
+
+    def __init__(
+        self,
+        dataset_root: str,
+        input_dir: str = "input",
+        target_dir: str = "target",
+        mode: str = "train",
+        transforms: list[dict[str, Any]] | None = None,
+        channels: int = 3,
+        seed: int = 0,
+        repeat: int = 1,
+        cache: bool = False,
+    ) -> None:
+        super().__init__(
+            dataset_root, input_dir, target_dir, mode, transforms, channels, seed, repeat, cache
+        )
+
+
+@DATASETS.register
 class SyntheticDataset(_RestoreDataset):
     """Clean images + an on-the-fly degradation pipeline.
 

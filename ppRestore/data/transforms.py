@@ -19,10 +19,13 @@ Pair = Tuple[np.ndarray, np.ndarray]
 
 @TRANSFORMS.register
 class PairedRandomCrop:
-    """Random ``patch_size`` GT crop and the aligned LQ crop (``patch_size // scale``)."""
+    """Random ``patch_size`` GT crop and the aligned LQ crop (``patch_size // scale``).
 
-    def __init__(self, patch_size: int = 128) -> None:
-        self.patch_size = int(patch_size)
+    ``crop_size`` is accepted as another name for ``patch_size``.
+    """
+
+    def __init__(self, patch_size: int = 128, crop_size: int | None = None) -> None:
+        self.patch_size = int(crop_size or patch_size)
 
     def __call__(self, lq: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> Pair:
         scale = gt.shape[0] // lq.shape[0]
@@ -42,10 +45,10 @@ class PairedRandomCrop:
 
 @TRANSFORMS.register
 class PairedCenterCrop:
-    """Deterministic centre crop (validation on large images)."""
+    """Deterministic centre crop (validation on large images); ``crop_size`` = ``patch_size``."""
 
-    def __init__(self, patch_size: int = 256) -> None:
-        self.patch_size = int(patch_size)
+    def __init__(self, patch_size: int = 256, crop_size: int | None = None) -> None:
+        self.patch_size = int(crop_size or patch_size)
 
     def __call__(self, lq: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> Pair:
         scale = gt.shape[0] // lq.shape[0]
@@ -95,6 +98,49 @@ class RandomRot90:
             k = int(rng.integers(0, 4))
             return np.rot90(lq, k), np.rot90(gt, k)
         return lq, gt
+
+
+@TRANSFORMS.register
+class PairedRandomFlipRot:
+    """One of the 8 flips/rotations (the dihedral group), uniformly (MPRNet/CMFNet ``aug``)."""
+
+    def __call__(self, lq: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> Pair:
+        k = int(rng.integers(0, 8))
+        if k >= 4:
+            lq, gt = lq[:, ::-1], gt[:, ::-1]
+        return np.rot90(lq, k % 4), np.rot90(gt, k % 4)
+
+
+@TRANSFORMS.register
+class PadToSize:
+    """Pad images smaller than ``size`` (GT pixels; LQ by ``size // scale``) at the bottom/right.
+
+    Args:
+        size: ``[H, W]`` or one int.
+        mode: ``reflect`` (CMFNet's training loader) or ``constant`` (zeros).
+    """
+
+    def __init__(self, size: Any = 256, mode: str = "reflect") -> None:
+        self.size = (
+            (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        )
+        if mode not in ("reflect", "constant", "edge"):
+            raise ValueError(f"mode must be reflect, constant or edge, got {mode!r}")
+        self.mode = mode
+
+    def _pad(self, img: np.ndarray, h: int, w: int) -> np.ndarray:
+        ph, pw = max(h - img.shape[0], 0), max(w - img.shape[1], 0)
+        if ph == 0 and pw == 0:
+            return img
+        mode = self.mode
+        if mode == "reflect" and (ph >= img.shape[0] or pw >= img.shape[1]):
+            mode = "symmetric"  # reflect cannot pad more than the image size
+        return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+    def __call__(self, lq: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> Pair:
+        scale = max(gt.shape[0] // lq.shape[0], 1)
+        h, w = self.size
+        return self._pad(lq, -(-h // scale), -(-w // scale)), self._pad(gt, h, w)
 
 
 class Compose:
