@@ -266,7 +266,8 @@ class Trainer:
         sums: Dict[str, float] = {}
         for _ in range(n):
             r0 = time.perf_counter()
-            lq, gt, _ = self._next_batch()
+            batch = self._next_batch()
+            lq, gt = batch[0], batch[1]  # (lq, gt[, index]) -- the index is not needed here
             reader += time.perf_counter() - r0
             total, terms = self._forward_loss(lq, gt)
             val = float(total)
