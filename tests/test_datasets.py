@@ -218,3 +218,29 @@ def test_flip_rot_pad_and_paired_image_dataset(tmp_path):
         }
     )
     assert ds[0][0].shape == (3, 8, 8)
+
+
+@pytest.mark.shared_data
+def test_base_snippets_build_on_kodak24(shared_data):
+    from ppRestore.config import load_config
+    from ppRestore.data.datasets import build_dataset
+
+    cfg = load_config(
+        os.path.join(
+            os.path.dirname(os.path.dirname(__file__)),
+            "configs",
+            "cmfnet",
+            "cmfnet_reduced_kodak24_blur.yml",
+        ),
+        [
+            f"train_dataset.dataset_root={shared_data}/kodak24",
+            f"val_dataset.dataset_root={shared_data}/kodak24",
+        ],
+    )
+    assert cfg["loss"]["types"][0]["type"] == "CMFNetLoss" and cfg["optimizer"]["grad_clip"] == 1.0
+    tr = build_dataset(cfg["train_dataset"], mode="train", seed=0)
+    assert len(tr) == 24 * 20
+    lq, gt, _ = tr[3]
+    assert lq.shape == gt.shape == (3, 48, 48)
+    val = build_dataset(cfg["val_dataset"], mode="val", seed=0)
+    assert val[0][0].shape == (3, 128, 128)
