@@ -188,3 +188,14 @@ def test_color_y_pipeline():
     assert np.abs(ycc_out[..., 0] - ycc_in[..., 0]).max() > 1e-3
     # chroma is kept (except where the new RGB had to be clipped into [0, 1])
     assert np.mean(np.abs(ycc_out[..., 1:] - ycc_in[..., 1:]) < 1e-4) > 0.95
+
+
+def test_color_none_passes_other_channel_counts_unclipped():
+    # e.g. PmrNet's packed 4-channel raw: no colour conversion, no clipping
+    p = Predictor.from_model(build("_ToyCNN", channels=4))
+    assert p.options.resolved_color == "none"
+    x = np.random.default_rng(0).random((9, 14, 4), dtype=np.float32) * 3.0
+    out = p.predict(x)
+    assert out.shape == (9, 14, 4) and out.max() > 1.0
+    with pytest.raises(ValueError, match="H x W x 4"):
+        p.predict(x[..., :3])

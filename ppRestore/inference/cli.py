@@ -67,7 +67,9 @@ class TileProgress:
                 from tqdm import tqdm
             except ImportError:
                 return
-            self.bar = tqdm(total=total, unit="tile", leave=False, file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, unit="tile", leave=False, file=sys.stderr, dynamic_ncols=True
+            )
         self.bar.update(1)
         if done >= total:
             self.bar.close()
