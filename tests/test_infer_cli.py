@@ -198,3 +198,23 @@ def test_export_then_deploy_infer(setup, tmp_path, capsys):
     a = read_image(str(tmp_path / "res" / "a.png")).data.astype(int)
     b = read_image(str(tmp_path / "dyn" / "a.png")).data.astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+def test_unwritable_save_dir_is_one_line(setup, tmp_path, capsys):
+    d = setup
+    (tmp_path / "afile").write_text("x")
+    code, err = run_inproc(
+        "tools/infer.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "w.pdparams"),
+        "--image_path",
+        str(d / "imgs" / "a.png"),
+        "--save_dir",
+        str(tmp_path / "afile" / "sub"),
+        capsys=capsys,
+    )
+    assert code == 1
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "cannot write" in lines[0] and "Traceback" not in err
