@@ -97,6 +97,7 @@ def test_worker_thread_progress_and_options_without_rebuild(files):
         events.append(job.events.get())
     kinds = [k for k, _ in events]
     assert kinds[-1] == "done", events[-1]
+    assert job.seconds > 0
     fr = [v for k, v in events if k == "progress"]
     # 37x53 padded to 40x56, tile 16 with overlap: several tiles, fractions rise to 1
     assert len(fr) > 2 and fr == sorted(fr) and fr[-1] == pytest.approx(1.0)
@@ -278,6 +279,9 @@ def test_window_selftest_under_xvfb(files, tmp_path):
             timeout=180,
         )
         assert r.returncode == 0, r.stderr
+        # the window's event loop kept running while the worker loaded and restored
+        polls = int(r.stderr.split("event loop polled ")[1].split()[0])
+        assert polls >= 2, r.stderr
         ref = Predictor.from_config(str(files / "toy.yml"), str(files / "w.pdparams"), tile=16)
         np.testing.assert_array_equal(
             read_image(str(out)).data, ref.restore(str(files / "a.png")).data

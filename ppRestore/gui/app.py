@@ -50,11 +50,14 @@ class RestoreApp:
         self._photos: List[Any] = []  # keep PhotoImages alive (Tk does not hold a reference)
         self._resize_pending: str | None = None
         self.on_finished: Callable[[str], None] | None = None  # for the self-test
+        self.polls = 0
         root.title("ppRestore")
         style = ttk.Style(root)
         if "clam" in style.theme_names() and sys.platform.startswith("linux"):
             # Tk's Linux default theme looks like 1995; clam is built in everywhere.
             style.theme_use("clam")
+            # clam's progress bar is light grey on grey: a full bar looked empty.
+            style.configure("Horizontal.TProgressbar", background="#3d7bd9", troughcolor="#d9d9d9")
         root.minsize(640, 400)
         self._build()
         self._refresh_model_label()
@@ -239,6 +242,7 @@ class RestoreApp:
             self.status_var.set("Cancelling after the current tile…")
 
     def _poll(self) -> None:
+        self.polls += 1  # the self-test checks the event loop kept turning during a run
         job = self.ctl.job
         finished = None
         try:
@@ -262,7 +266,7 @@ class RestoreApp:
         self.progress.configure(mode="determinate", value=1.0 if kind == "done" else 0)
         if kind == "done":
             self.out_title.set(f"Output ({self._size(payload)})")
-            self.status_var.set(f"Done: {self.ctl.describe_model()}")
+            self.status_var.set(f"Done in {job.seconds:.1f} s")
             self._refresh_model_label()
             self.redraw()
         elif kind == "cancelled":
@@ -315,7 +319,7 @@ def _selftest(app: RestoreApp, image: str, out: str, screenshot: str | None) -> 
             return  # errors already went through fail()
         if not app.save(out):
             return
-        print(f"selftest: saved {out}", file=sys.stderr)
+        print(f"selftest: saved {out} (event loop polled {app.polls} times)", file=sys.stderr)
         # let the output redraw before the screenshot
         root.after(400, shoot)
 

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Tuple, Union
 
@@ -117,6 +118,7 @@ class RestoreJob:
         self.thread: threading.Thread | None = None
         self.result: Image | None = None
         self.error: str | None = None
+        self.seconds = 0.0  # wall time of the finished job (model loading included)
 
     def cancel(self) -> None:
         """Ask the worker to stop at the next tile (a whole-image pass cannot be
@@ -318,6 +320,7 @@ class GuiController:
         job = RestoreJob()
 
         def work() -> None:
+            t0 = time.perf_counter()
             try:
                 out = self.restore(lambda f: job.events.put(("progress", f)), job._cancel)
             except RestoreCancelled:
@@ -327,6 +330,7 @@ class GuiController:
                 job.events.put(("error", job.error))
             else:
                 job.result = out
+                job.seconds = time.perf_counter() - t0
                 job.events.put(("done", out))
 
         job.thread = threading.Thread(target=work, name="ppRestore-restore", daemon=True)
