@@ -55,8 +55,10 @@ def ctl_for(d, **kw) -> GuiController:
 
 def test_restore_matches_predictor_and_saves(files, tmp_path):
     ctl = ctl_for(files)
+    assert ctl.describe_model() == f"{files.name}/toy.yml + {files.name}/w.pdparams"
     ctl.load_image(str(files / "a.png"))
     out = ctl.restore()
+    assert ctl.describe_model().startswith("_ToyDownUp on dynamic (pad_multiple 4, scale 1")
     ref = Predictor.from_config(str(files / "toy.yml"), str(files / "w.pdparams")).restore(
         str(files / "a.png")
     )

@@ -106,7 +106,7 @@ class RestoreApp:
 
         bottom = ttk.Frame(self.root)
         bottom.pack(side=tk.BOTTOM, fill=tk.X)
-        self.progress = ttk.Progressbar(bottom, length=220, mode="determinate", maximum=1.0)
+        self.progress = ttk.Progressbar(bottom, length=220, mode="determinate", maximum=100)
         self.progress.pack(side=tk.LEFT, **pad)
         self.status_var = tk.StringVar(value="Open an image to start.")
         ttk.Label(bottom, textvariable=self.status_var).pack(side=tk.LEFT, fill=tk.X, **pad)
@@ -252,7 +252,7 @@ class RestoreApp:
                     if str(self.progress.cget("mode")) != "determinate":
                         self.progress.stop()
                         self.progress.configure(mode="determinate")
-                    self.progress.configure(value=payload)
+                    self.progress.configure(value=100 * payload)
                     self.status_var.set(f"Restoring… {payload:.0%}")
                 else:
                     finished = (kind, payload)
@@ -263,7 +263,7 @@ class RestoreApp:
             return
         kind, payload = finished
         self.progress.stop()
-        self.progress.configure(mode="determinate", value=1.0 if kind == "done" else 0)
+        self.progress.configure(mode="determinate", value=100 if kind == "done" else 0)
         if kind == "done":
             self.out_title.set(f"Output ({self._size(payload)})")
             self.status_var.set(f"Done in {job.seconds:.1f} s")

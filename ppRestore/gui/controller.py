@@ -281,8 +281,14 @@ class GuiController:
         return n
 
     def describe_model(self) -> str:
+        """What will run; tile and self-ensemble are left out (the toolbar shows them)."""
         if self._predictor is not None and self._predictor_spec == self.spec:
-            return self._predictor.describe()
+            p, o = self._predictor, self._predictor.options
+            return (
+                f"{p.meta.get('model_type', '?')} on {p.backend.name} "
+                f"(pad_multiple {o.pad_multiple}, scale {o.scale}, color {o.resolved_color}) "
+                f"— {self.spec.describe()}"
+            )
         return self.spec.describe()
 
     # --- running --------------------------------------------------------------------
