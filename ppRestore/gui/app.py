@@ -177,7 +177,10 @@ class RestoreApp:
     # --- actions ----------------------------------------------------------------------
 
     def ask_open(self) -> None:
-        path = filedialog.askopenfilename(title="Open image", filetypes=IMAGE_TYPES)
+        start = os.path.dirname(self.ctl.input_path) if self.ctl.input_path else os.getcwd()
+        path = filedialog.askopenfilename(
+            title="Open image", filetypes=IMAGE_TYPES, initialdir=start
+        )
         if path:
             self.open_image(path)
 
@@ -205,8 +208,11 @@ class RestoreApp:
             self._refresh_model_label()
 
     def ask_weights(self) -> None:
+        s = self.ctl.spec
         path = filedialog.askopenfilename(
             title="Weights",
+            # weights usually sit in a run folder, not next to the config: start from cwd
+            initialdir=os.path.dirname(s.model_path) if s.model_path else os.getcwd(),
             filetypes=[("Weights", "*.pdparams *.safetensors"), ("All files", "*")],
         )
         if path:
