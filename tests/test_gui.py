@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import paddle
@@ -250,14 +249,20 @@ def _has_tk() -> bool:
     shutil.which("Xvfb") is None or not _has_tk(), reason="needs Xvfb and Tk (apt-get install xvfb)"
 )
 def test_window_selftest_under_xvfb(files, tmp_path):
-    disp = f":{70 + os.getpid() % 200}"
+    # -displayfd: Xvfb picks a free display number and writes it to the pipe once ready,
+    # so parallel runs (or other agents' Xvfb) never collide.
+    rfd, wfd = os.pipe()
     xvfb = subprocess.Popen(
-        ["Xvfb", disp, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        pass_fds=(wfd,),
     )
+    os.close(wfd)
     try:
-        time.sleep(1.5)
+        with os.fdopen(rfd) as f:
+            disp = ":" + f.readline().strip()
+        assert disp != ":", "Xvfb did not start"
         code = (
             "import sys, runpy, toy_models; "
             "sys.argv = ['tools/gui.py'] + sys.argv[1:]; "
