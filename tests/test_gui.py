@@ -232,6 +232,26 @@ def test_import_ppRestore_gui_does_not_import_tk_or_paddle():
     assert r.stdout.split() == ["False", "False"], r.stderr
 
 
+def test_cli_without_display_fails_with_one_line():
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    r = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "gui.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    # no display (or no Tk at all): exit 1 with one "error:" line, not a traceback
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+    r = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "gui.py"), "--model_dir", "x", "-c", "y"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "not both" in r.stderr
+
+
 # --- the real window (manual/dev check; CI has no Xvfb) ---------------------------------
 
 
