@@ -77,7 +77,9 @@ class SAM(nn.Layer):
         self.conv2 = conv2d(n_feat, 3, kernel_size, bias=bias)
         self.conv3 = conv2d(3, n_feat, kernel_size, bias=bias)
 
-    def forward(self, x: paddle.Tensor, x_img: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
+    def forward(
+        self, x: paddle.Tensor, x_img: paddle.Tensor
+    ) -> Tuple[paddle.Tensor, paddle.Tensor]:
         x1 = self.conv1(x)
         img = self.conv2(x) + x_img
         x2 = paddle.nn.functional.sigmoid(self.conv3(img))
@@ -145,7 +147,9 @@ def _body(n_feat: int, kernel_size: int, bias: bool, act: nn.Layer) -> nn.Sequen
 class CAB(nn.Layer):
     """Channel attention block: conv-act-conv, channel attention, residual."""
 
-    def __init__(self, n_feat: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer) -> None:
+    def __init__(
+        self, n_feat: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer
+    ) -> None:
         super().__init__()
         # Attribute order follows the official code (CA before body) so state_dict order matches.
         self.CA = CALayer(n_feat, reduction, bias=bias)
@@ -158,7 +162,9 @@ class CAB(nn.Layer):
 class PAB(nn.Layer):
     """Pixel attention block: conv-act-conv, pixel attention, residual."""
 
-    def __init__(self, n_feat: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer) -> None:
+    def __init__(
+        self, n_feat: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer
+    ) -> None:
         super().__init__()
         self.PA = PALayer(n_feat, reduction, bias=bias)
         self.body = _body(n_feat, kernel_size, bias, act)
@@ -173,7 +179,9 @@ class SAB(nn.Layer):
     ``reduction`` is unused (as in the official code); it keeps the block signatures equal.
     """
 
-    def __init__(self, n_feat: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer) -> None:
+    def __init__(
+        self, n_feat: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer
+    ) -> None:
         super().__init__()
         self.body = _body(n_feat, kernel_size, bias, act)
         self.SA = SALayer(kernel_size=7)
@@ -219,10 +227,15 @@ class SkipUpSample(UpSample):
         return self.up(x) + y
 
 
-def _level(block: str, channels: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer) -> nn.Sequential:
+def _level(
+    block: str, channels: int, kernel_size: int, reduction: int, bias: bool, act: nn.Layer
+) -> nn.Sequential:
     cls = BLOCKS[block]
     return nn.Sequential(
-        *[cls(channels, kernel_size, reduction, bias=bias, act=act) for _ in range(BLOCKS_PER_LEVEL)]
+        *[
+            cls(channels, kernel_size, reduction, bias=bias, act=act)
+            for _ in range(BLOCKS_PER_LEVEL)
+        ]
     )
 
 
@@ -364,7 +377,9 @@ class CMFNet(nn.Layer):
         self.tail = conv2d(n_feat, out_c, kernel_size, bias=bias)
 
     @staticmethod
-    def _shallow(in_c: int, n_feat: int, kernel_size: int, bias: bool, act: nn.Layer) -> nn.Sequential:
+    def _shallow(
+        in_c: int, n_feat: int, kernel_size: int, bias: bool, act: nn.Layer
+    ) -> nn.Sequential:
         return nn.Sequential(
             conv2d(in_c, n_feat // 2, kernel_size, bias=bias),
             act,

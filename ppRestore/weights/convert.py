@@ -18,7 +18,7 @@ import os
 import pickle
 import re
 import zipfile
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
@@ -144,7 +144,9 @@ class TorchZipUnpickler(RestrictedUnpickler):
                 bits = np.frombuffer(raw, dtype=self._order + "u2").astype(np.uint32) << 16
                 arr = bits.view(np.float32)
             else:
-                arr = np.frombuffer(raw, dtype=np.dtype(storage_type.dtype).newbyteorder(self._order))
+                arr = np.frombuffer(
+                    raw, dtype=np.dtype(storage_type.dtype).newbyteorder(self._order)
+                )
                 arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
             self._cache[key] = arr
         return self._cache[key]
@@ -205,7 +207,7 @@ def _torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def unwrap_state_dict(obj: Any, key: Optional[str] = None, source: str = "") -> Dict[str, np.ndarray]:
+def unwrap_state_dict(obj: Any, key: str | None = None, source: str = "") -> Dict[str, np.ndarray]:
     """Find the weights in a loaded checkpoint: ``obj[key]`` or the first of
     :data:`WRAPPER_KEYS` holding a dict, else ``obj`` itself; strip DataParallel's
     ``module.`` prefixes and keep only arrays (optimizer state, epochs are dropped)."""
@@ -214,7 +216,9 @@ def unwrap_state_dict(obj: Any, key: Optional[str] = None, source: str = "") -> 
         raise WeightsError(f"{where}expected a dict checkpoint, got {type(obj).__name__}")
     if key is not None:
         if key not in obj:
-            raise WeightsError(f"{where}no '{key}' entry; top-level keys: {sorted(map(str, obj))[:10]}")
+            raise WeightsError(
+                f"{where}no '{key}' entry; top-level keys: {sorted(map(str, obj))[:10]}"
+            )
         obj = obj[key]
     else:
         for k in WRAPPER_KEYS:
@@ -236,7 +240,9 @@ def unwrap_state_dict(obj: Any, key: Optional[str] = None, source: str = "") -> 
     return out
 
 
-def read_foreign_checkpoint(path: str, key: Optional[str] = None, backend: str = "auto") -> Dict[str, np.ndarray]:
+def read_foreign_checkpoint(
+    path: str, key: str | None = None, backend: str = "auto"
+) -> Dict[str, np.ndarray]:
     """Read a foreign checkpoint into a flat ``{name: np.ndarray}`` state dict.
 
     Args:
@@ -284,7 +290,7 @@ def read_foreign_checkpoint(path: str, key: Optional[str] = None, backend: str =
 
 
 # --------------------------------------------------------------------------- conversion
-def build_default_model(arch: str, model_kwargs: Optional[Mapping[str, Any]] = None) -> Any:
+def build_default_model(arch: str, model_kwargs: Mapping[str, Any] | None = None) -> Any:
     """Build the model ``arch`` converts into: its :data:`ARCHS` defaults + overrides."""
     from ..registry import MODELS
 
@@ -299,7 +305,7 @@ def build_default_model(arch: str, model_kwargs: Optional[Mapping[str, Any]] = N
     return MODELS.build(cfg)
 
 
-def get_converter(arch: str, source: Optional[str] = None) -> Callable[..., Dict[str, np.ndarray]]:
+def get_converter(arch: str, source: str | None = None) -> Callable[..., Dict[str, np.ndarray]]:
     """The converter registered as ``"<arch>:<source>"`` (or ``"<arch>"``); identity if
     ``arch`` registers none (its keys already match)."""
     from ..registry import CONVERTERS
@@ -314,8 +320,8 @@ def get_converter(arch: str, source: Optional[str] = None) -> Callable[..., Dict
 def convert_state_dict(
     arch: str,
     state: Mapping[str, np.ndarray],
-    source: Optional[str] = None,
-    model_kwargs: Optional[Mapping[str, Any]] = None,
+    source: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
     src_name: str = "",
 ) -> Any:
     """Convert an in-memory foreign state dict; returns the loaded Paddle model."""
@@ -329,9 +335,9 @@ def convert_checkpoint(
     arch: str,
     src: str,
     dst: str,
-    source: Optional[str] = None,
-    model_kwargs: Optional[Mapping[str, Any]] = None,
-    key: Optional[str] = None,
+    source: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    key: str | None = None,
     backend: str = "auto",
 ) -> Dict[str, Any]:
     """Read ``src``, convert for ``arch``, load strictly, save to ``dst``.
@@ -346,4 +352,10 @@ def convert_checkpoint(
     out_state = model.state_dict()
     save_weights(out_state, dst)
     num_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    return {"arch": arch, "src": src, "dst": dst, "num_tensors": len(out_state), "num_params": num_params}
+    return {
+        "arch": arch,
+        "src": src,
+        "dst": dst,
+        "num_tensors": len(out_state),
+        "num_params": num_params,
+    }
