@@ -173,3 +173,30 @@ def test_backward_and_shape_check():
     loss.backward()
     assert model.mix.w.grad is not None
     assert model.shallow_feat1[1]._weight.grad is not None
+
+
+@pytest.mark.parametrize("name", ["cmfnet_deblur", "cmfnet_dehaze", "cmfnet_deraindrop"])
+def test_configs_load_and_build(name):
+    from ppRestore.builder import build_model
+    from ppRestore.config import load_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "configs", "cmfnet", name + ".yml")
+    cfg = load_config(path, ["model.n_feat=4", "model.scale_unetfeats=2", "model.reduction=2"])
+    assert cfg["task"] == name.split("_")[1]
+    assert cfg["infer"]["pad_multiple"] == CMFNet.pad_multiple
+    assert cfg["loss"] == {"types": [{"type": "CMFNetLoss"}], "coef": [1.0]}
+    sched = cfg["lr_scheduler"]
+    # Epoch arithmetic of the official recipe: 150 epochs, 3 of them warm-up.
+    assert sched["T_max"] + sched["warmup_iters"] == cfg["iters"]
+    assert cfg["iters"] == 50 * sched["warmup_iters"] == 150 * cfg["train"]["eval_interval"]
+    model = build_model(cfg["model"])
+    assert isinstance(model, CMFNet) and count_parameters(model) < 20_000
+    # Defaults in the base config are the official full-size ones.
+    full = load_config(path)["model"]
+    assert {k: full[k] for k in ("n_feat", "scale_unetfeats", "reduction", "bias")} == {
+        "n_feat": 96,
+        "scale_unetfeats": 48,
+        "reduction": 4,
+        "bias": False,
+    }
