@@ -191,7 +191,11 @@ def test_configs_load_and_build(name):
     assert sched["T_max"] + sched["warmup_iters"] == cfg["iters"]
     assert cfg["iters"] == 50 * sched["warmup_iters"] == 150 * cfg["train"]["eval_interval"]
     model = build_model(cfg["model"])
-    assert isinstance(model, CMFNet) and count_parameters(model) < 20_000
+    assert isinstance(model, CMFNet)
+    assert list(model.tail.weight.shape) == [3, 4, 3, 3]  # the -o width override took effect
+    assert count_parameters(model) == count_parameters(
+        CMFNet(n_feat=4, scale_unetfeats=2, reduction=2)
+    )
     # Defaults in the base config are the official full-size ones.
     full = load_config(path)["model"]
     assert {k: full[k] for k in ("n_feat", "scale_unetfeats", "reduction", "bias")} == {
