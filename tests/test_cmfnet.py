@@ -173,6 +173,8 @@ def test_backward_and_shape_check():
     loss.backward()
     assert model.mix.w.grad is not None
     assert model.shallow_feat1[1]._weight.grad is not None
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(paddle.rand([1, 3, 8, 10]))
 
 
 @pytest.mark.parametrize("name", ["cmfnet_deblur", "cmfnet_dehaze", "cmfnet_deraindrop"])

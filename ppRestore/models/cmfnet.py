@@ -396,6 +396,14 @@ class CMFNet(nn.Layer):
             with ``out``, ``mixed_img``, ``mix_factor``, ``sam_imgs`` (three SAM images)
             and ``x_final`` (the tail's residual), the official outputs 0..6.
         """
+        h, w = x.shape[-2], x.shape[-1]
+        # Static-graph export sees -1 for dynamic sizes; only check known ones. Odd
+        # sizes would make the skip connections misalign deep inside the U-Nets.
+        if any(isinstance(s, int) and s > 0 and s % 4 for s in (h, w)):
+            raise ValueError(
+                f"CMFNet needs H and W divisible by 4, got {h}x{w}; pad the input "
+                f"(the predictor pads to multiples of {self.pad_multiple})"
+            )
         feats, imgs = [], []
         branches = (
             (self.shallow_feat1, self.stage1_encoder, self.stage1_decoder, self.sam1o),
