@@ -14,6 +14,7 @@ needs, so users without torch can convert too and nothing in the file can run co
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -167,8 +168,6 @@ def read_torch_zip(path: str) -> Any:
         order = "little"
         if f"{prefix}/byteorder" in names:
             order = zf.read(f"{prefix}/byteorder").decode("ascii", "replace").strip()
-        import io
-
         up = TorchZipUnpickler(io.BytesIO(zf.read(pkls[0])), zf, prefix, order)
         try:
             return up.load()
