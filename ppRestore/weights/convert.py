@@ -36,6 +36,17 @@ from .safe_load import (
 # official checkpoints were trained with; ``model_kwargs`` overrides them for variants.
 ARCHS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "cmfnet": ("CMFNet", {}),
+    "pmrnet": ("PmrNet", {"in_channels": 4}),  # sources: torch, mge
+    "srcnn": ("SRCNN", {}),  # key styles conv1/.. and features/map/reconstruction
+    "dncnn": ("DnCNN", {}),  # sources: saoyan (with BatchNorm), kair (BN folded)
+    "unet": ("UNet", {}),
+    "dmcnn": ("DMCNN", {}),
+}
+
+# Model arguments a checkpoint source implies, applied under the user's overrides:
+# KAIR's model_zoo DnCNNs have BatchNorm folded into conv biases.
+SOURCE_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "dncnn:kair": {"bn": False},
 }
 
 # Wrapper keys under which training scripts store the weights, tried in this order.
@@ -289,8 +300,11 @@ def read_foreign_checkpoint(
 
 
 # --------------------------------------------------------------------------- conversion
-def build_default_model(arch: str, model_kwargs: Mapping[str, Any] | None = None) -> Any:
-    """Build the model ``arch`` converts into: its :data:`ARCHS` defaults + overrides."""
+def build_default_model(
+    arch: str, model_kwargs: Mapping[str, Any] | None = None, source: str | None = None
+) -> Any:
+    """Build the model ``arch`` converts into: its :data:`ARCHS` defaults, then the
+    source's :data:`SOURCE_DEFAULTS`, then ``model_kwargs``."""
     from ..registry import MODELS
 
     if arch not in ARCHS:
@@ -300,7 +314,8 @@ def build_default_model(arch: str, model_kwargs: Mapping[str, Any] | None = None
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise WeightsError(f"unknown arch '{arch}'.{hint} Known: {', '.join(sorted(ARCHS))}")
     model_type, defaults = ARCHS[arch]
-    cfg = {"type": model_type, **defaults, **dict(model_kwargs or {})}
+    implied = SOURCE_DEFAULTS.get(f"{arch}:{source}", {}) if source else {}
+    cfg = {"type": model_type, **defaults, **implied, **dict(model_kwargs or {})}
     return MODELS.build(cfg)
 
 
@@ -324,7 +339,7 @@ def convert_state_dict(
     src_name: str = "",
 ) -> Any:
     """Convert an in-memory foreign state dict; returns the loaded Paddle model."""
-    model = build_default_model(arch, model_kwargs)
+    model = build_default_model(arch, model_kwargs, source)
     converted = get_converter(arch, source)(dict(state), model)
     load_state_dict(model, converted, strict=True, source=src_name)
     return model
