@@ -296,6 +296,7 @@ class Predictor:
                 precision=precision,
                 use_trt=use_trt,
                 in_channels=int(info.get("in_channels", 3)),
+                **{f"trt_{k}_shape": v for k, v in (info.get("trt_shapes") or {}).items()},
             )
         else:
             raise ValueError(f"backend must be 'paddle' or 'onnx', got '{backend}'")
