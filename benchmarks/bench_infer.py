@@ -1,6 +1,6 @@
 """Latency and peak memory of one model on every inference path.
 
-    python benchmarks/bench_infer.py -c configs/cmfnet/deblur.yml [--model_path W] \
+    python benchmarks/bench_infer.py -c configs/cmfnet/cmfnet_deblur.yml [--model_path W] \
         --sizes 256 512 1024 --threads 2 --repeats 3 --write docs/benchmarks.md
 
 For each engine (dynamic graph, Paddle Inference fp32 / bf16 / int8 on oneDNN, ONNX
