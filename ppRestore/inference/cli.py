@@ -71,6 +71,7 @@ class TileProgress:
                 total=total, unit="tile", leave=False, file=sys.stderr, dynamic_ncols=True
             )
         self.bar.update(1)
+        self.bar.refresh()  # tiles take seconds to minutes: show every one
         if done >= total:
             self.bar.close()
             self.bar = None
