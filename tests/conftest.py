@@ -41,11 +41,9 @@ def _load_bad_images_module():
 
 @pytest.fixture
 def bad_images_dir(tmp_path) -> str:
-    """A folder with one of each bad/odd input (see ``tools/fixtures/make_bad_images.py``).
-
-    ``MANIFEST`` (a dict file name -> "good"/"bad") is attached as ``bad_images_dir.manifest``
-    is not possible on a str, so read ``manifest.json`` in the folder's parent instead.
-    """
+    """A fresh folder with one of each bad/odd input image plus good ones, and a
+    ``notes.txt`` that folder listing must skip. What each file is and what reading it
+    must give is in ``make_bad_images.CASES`` (use the ``make_bad_images`` fixture)."""
     mod = _load_bad_images_module()
     out = tmp_path / "bad_images"
     mod.make_all(str(out))
