@@ -25,7 +25,8 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # torch is only needed to read foreign PyTorch checkpoints in tools/convert_weights.py.
     "convert": ["torch"],
-    "onnx": ["paddle2onnx", "onnxruntime"],
+    # ml-dtypes 0.5+ (pulled by paddle2onnx via onnx_graphsurgeon) needs numpy>=2, which breaks opencv<=4.6.
+    "onnx": ["paddle2onnx>=2", "onnxruntime", "ml-dtypes<0.5"],
     "raw": ["rawpy"],
     "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.21"],
 }

@@ -212,7 +212,9 @@ MODELS = Registry(
         "ppRestore.models.dmcnn",
     ],
 )
-DATASETS = Registry("dataset", ["ppRestore.data.datasets"])
+DATASETS = Registry(
+    "dataset", ["ppRestore.data.datasets", "ppRestore.data.documents", "ppRestore.data.raw"]
+)
 DEGRADATIONS = Registry("degradation", ["ppRestore.data.degradations"])
 TRANSFORMS = Registry("transform", ["ppRestore.data.transforms"])
 LOSSES = Registry("loss", ["ppRestore.losses"])

@@ -280,6 +280,13 @@ def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) ->
     return buf.tobytes()
 
 
+def _chmod_default(path: str) -> None:
+    # mkstemp creates 0600 files; give outputs the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_image(path: str, data: np.ndarray, alpha: np.ndarray | None = None) -> str:
     """Atomically write ``data`` (+ optional alpha) to ``path``; returns the path.
 
@@ -304,6 +311,7 @@ def write_image(path: str, data: np.ndarray, alpha: np.ndarray | None = None) ->
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
+        _chmod_default(tmp)
         os.replace(tmp, path)
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None

@@ -1,0 +1,335 @@
+"""Restoration datasets (registered in :data:`ppRestore.registry.DATASETS`).
+
+Samples are ``(lq, gt, index)`` with ``lq``/``gt`` float32 ``C x H x W`` in [0, 1].
+
+Randomness is a pure function of the sample: ``__getitem__`` receives a *sample key*
+``epoch * len(dataset) + index`` from :class:`ResumableBatchSampler` (a plain index is
+epoch 0) and builds ``np.random.default_rng((seed, epoch, index))`` for augmentation
+and degradation; validation uses ``(seed, index)``. Results therefore do not depend on
+the number of DataLoader workers, and a resumed run replays the same samples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, Iterator, List, Sequence
+
+import numpy as np
+
+from ..registry import DATASETS
+from .degradations import DegradationPipeline
+from .io import IMAGE_EXTENSIONS, read_image
+from .transforms import Compose
+
+
+def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """Float ``H x W x C`` -> ``channels`` (BT.601 luma for RGB->grey, replicate for grey->RGB)."""
+    c = img.shape[2]
+    if c == channels:
+        return img
+    if channels == 1 and c == 3:
+        return (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    if channels == 3 and c == 1:
+        return np.repeat(img, 3, axis=2)
+    raise ValueError(f"cannot convert a {c}-channel image to {channels} channels")
+
+
+def _list_folder(folder: str) -> List[str]:
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"dataset folder not found: {folder}")
+    names = sorted(
+        f
+        for f in os.listdir(folder)
+        if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not names:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return names
+
+
+def _chw(img: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
+
+
+class _RestoreDataset:
+    """Shared logic: key -> (epoch, index) -> rng, image cache, transforms."""
+
+    def __init__(
+        self,
+        mode: str = "train",
+        transforms: List[Dict[str, Any]] | None = None,
+        channels: int = 3,
+        seed: int = 0,
+        repeat: int = 1,
+        cache: bool = False,
+    ) -> None:
+        if mode not in ("train", "val"):
+            raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.mode, self.channels, self.seed = mode, int(channels), int(seed)
+        self.repeat = max(int(repeat), 1)
+        self.transforms = Compose(transforms or [])
+        self.cache = cache
+        self._cache: Dict[str, np.ndarray] = {}
+        self.names: List[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names) * self.repeat
+
+    def _read(self, path: str) -> np.ndarray:
+        if self.cache and path in self._cache:
+            return self._cache[path]
+        img = _to_channels(read_image(path).to_float(), self.channels)
+        if self.cache:
+            self._cache[path] = img
+        return img
+
+    def rng_for(self, key: int) -> tuple:
+        """``(index, rng)`` for a sample key (see the module docstring)."""
+        n = len(self)
+        epoch, index = divmod(int(key), n)
+        if self.mode == "val":
+            return index, np.random.default_rng([self.seed, index])
+        return index, np.random.default_rng([self.seed, epoch, index])
+
+    def name_of(self, index: int) -> str:
+        return self.names[index % len(self.names)]
+
+
+@DATASETS.register
+class PairedFolderDataset(_RestoreDataset):
+    """``dataset_root/lq/`` and ``dataset_root/gt/`` images matched by file name.
+
+    Args:
+        dataset_root: folder holding ``lq_dir`` and ``gt_dir``.
+        lq_dir, gt_dir: subfolder names (or absolute paths).
+        mode, transforms, channels, seed, repeat, cache: see :class:`_RestoreDataset`.
+    """
+
+    def __init__(
+        self,
+        dataset_root: str,
+        lq_dir: str = "lq",
+        gt_dir: str = "gt",
+        mode: str = "train",
+        transforms: List[Dict[str, Any]] | None = None,
+        channels: int = 3,
+        seed: int = 0,
+        repeat: int = 1,
+        cache: bool = False,
+    ) -> None:
+        super().__init__(mode, transforms, channels, seed, repeat, cache)
+        self.lq_root = os.path.join(dataset_root, lq_dir)
+        self.gt_root = os.path.join(dataset_root, gt_dir)
+        lq, gt = _list_folder(self.lq_root), _list_folder(self.gt_root)
+        lq_set, gt_set = set(lq), set(gt)
+        if lq_set != gt_set:
+            only_lq = sorted(lq_set - gt_set)
+            only_gt = sorted(gt_set - lq_set)
+            raise ValueError(
+                f"{dataset_root}: lq/ and gt/ do not match by file name; "
+                f"only in {lq_dir}/: {only_lq or '-'}; only in {gt_dir}/: {only_gt or '-'}"
+            )
+        self.names = gt
+
+    def __getitem__(self, key: int):
+        index, rng = self.rng_for(key)
+        name = self.name_of(index)
+        lq = self._read(os.path.join(self.lq_root, name))
+        gt = self._read(os.path.join(self.gt_root, name))
+        lq, gt = self.transforms(lq, gt, rng)
+        return _chw(lq), _chw(gt), np.int64(index)
+
+
+@DATASETS.register
+class PairedImageDataset(PairedFolderDataset):
+    """:class:`PairedFolderDataset` with ``input/`` + ``target/`` folders (MPRNet/CMFNet layout)."""
+
+    def __init__(
+        self,
+        dataset_root: str,
+        input_dir: str = "input",
+        target_dir: str = "target",
+        mode: str = "train",
+        transforms: list[dict[str, Any]] | None = None,
+        channels: int = 3,
+        seed: int = 0,
+        repeat: int = 1,
+        cache: bool = False,
+    ) -> None:
+        super().__init__(
+            dataset_root, input_dir, target_dir, mode, transforms, channels, seed, repeat, cache
+        )
+
+
+@DATASETS.register
+class SyntheticDataset(_RestoreDataset):
+    """Clean images + an on-the-fly degradation pipeline.
+
+    Transforms (crop/flip/rot) run on the clean image first, then the degradations make
+    the LQ, so a crop never cuts a blur or noise pattern.
+
+    Args:
+        dataset_root: folder of clean images.
+        degradations: list of ``{type: ..., ...}`` (see :mod:`.degradations`).
+        upscale_lq: for SR, bicubic-upscale the LR image back to GT size (SRCNN-style
+            input) instead of returning the low-resolution image.
+        mode, transforms, channels, seed, repeat, cache: see :class:`_RestoreDataset`.
+    """
+
+    def __init__(
+        self,
+        dataset_root: str,
+        degradations: List[Dict[str, Any]] | None = None,
+        upscale_lq: bool = False,
+        mode: str = "train",
+        transforms: List[Dict[str, Any]] | None = None,
+        channels: int = 3,
+        seed: int = 0,
+        repeat: int = 1,
+        cache: bool = False,
+    ) -> None:
+        super().__init__(mode, transforms, channels, seed, repeat, cache)
+        self.root = dataset_root
+        self.names = _list_folder(dataset_root)
+        self.degrade = DegradationPipeline(degradations or [])
+        self.scale = self.degrade.scale
+        self.upscale_lq = upscale_lq
+
+    def __getitem__(self, key: int):
+        index, rng = self.rng_for(key)
+        gt = self._read(os.path.join(self.root, self.name_of(index)))
+        _, gt = self.transforms(gt, gt, rng)
+        s = self.scale
+        if s > 1:  # modcrop so LR is exactly GT / s
+            gt = gt[: gt.shape[0] - gt.shape[0] % s, : gt.shape[1] - gt.shape[1] % s]
+        lq = self.degrade(np.ascontiguousarray(gt), rng)
+        if s > 1 and self.upscale_lq:
+            from .resize import imresize
+
+            lq = np.clip(imresize(lq, float(s)), 0, 1).astype(np.float32).reshape(gt.shape)
+        return _chw(lq), _chw(gt), np.int64(index)
+
+
+def build_dataset(cfg: Dict[str, Any], mode: str | None = None, seed: int | None = None):
+    """Build a dataset from its config section, filling ``mode``/``seed`` if not set."""
+    cfg = dict(cfg)
+    if mode is not None:
+        cfg.setdefault("mode", mode)
+    if seed is not None:
+        cfg.setdefault("seed", seed)
+    return DATASETS.build(cfg)
+
+
+def _batch_sampler_base():
+    import paddle
+
+    return paddle.io.DistributedBatchSampler
+
+
+class ResumableBatchSampler(_batch_sampler_base()):
+    """Deterministic, shardable, resumable batch sampler.
+
+    Epoch ``e``'s order is ``default_rng((seed, e)).permutation(N)``; each rank takes a
+    strided share (padded by wrapping so ranks have equal length, as Paddle's
+    ``DistributedBatchSampler`` does). It yields sample keys ``e * N + i``. Set
+    :attr:`epoch` and :attr:`start_batch` to resume mid-epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_size,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            drop_last=drop_last,
+        )
+        self.seed = int(seed)
+        self.start_batch = 0
+        n = len(dataset)
+        self.per_rank = int(math.ceil(n / self.nranks))
+        if drop_last and self.per_rank < batch_size:
+            raise ValueError(
+                f"dataset has {n} samples, fewer than batch_size {batch_size} per rank; "
+                "lower batch_size or raise the dataset's repeat"
+            )
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        n = len(self.dataset)
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(n)
+            if self.shuffle
+            else np.arange(n)
+        )
+        total = self.per_rank * self.nranks
+        order = np.concatenate([order, order[: total - n]]) if total > n else order
+        return order[self.local_rank : total : self.nranks]
+
+    def __iter__(self) -> Iterator[List[int]]:
+        n = len(self.dataset)
+        idx = self.epoch_indices(self.epoch)
+        batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        start, self.start_batch = self.start_batch, 0
+        for b in batches[start:]:
+            yield [int(self.epoch * n + i) for i in b]
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.per_rank // self.batch_size
+        return int(math.ceil(self.per_rank / self.batch_size))
+
+
+def build_dataloader(
+    dataset: Any,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    use_shared_memory: bool = True,
+    seed: int = 0,
+    drop_last: bool = True,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+):
+    """A ``paddle.io.DataLoader`` over a :class:`ResumableBatchSampler`.
+
+    ``use_shared_memory=False`` is for hosts with a small ``/dev/shm`` (AI Studio, Docker's
+    64 MB default): workers then pass batches through pipes instead.
+    """
+    import paddle
+
+    sampler = ResumableBatchSampler(
+        dataset,
+        batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        seed=seed,
+        num_replicas=num_replicas,
+        rank=rank,
+    )
+    loader = paddle.io.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        use_shared_memory=use_shared_memory and num_workers > 0,
+        return_list=True,
+    )
+    return loader, sampler
+
+
+def dataset_names(dataset: Any) -> Sequence[str]:
+    """File names of a dataset's images (for per-image CSVs)."""
+    return list(getattr(dataset, "names", []))

@@ -1,0 +1,1 @@
+"""Training engine: :class:`Trainer`, checkpoints, evaluation (import submodules directly)."""

@@ -1,0 +1,152 @@
+"""Run a model over a validation dataset and compute PSNR/SSIM per image.
+
+Inputs are reflect-padded to the model's ``pad_multiple`` and the output cropped back
+(``scale`` times the input size). This is a local stand-in for the pad/crop logic of
+``ppRestore.inference.predictor`` until both are unified. Images are compared as 8-bit
+(rounded, like BasicSR's ``tensor2img``) so numbers match published tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import numpy as np
+
+from ..metrics import calculate_psnr, calculate_ssim
+
+
+def pad_to_multiple(x: Any, multiple: int):
+    """Reflect-pad an ``N x C x H x W`` tensor at the bottom/right to a multiple."""
+    import paddle.nn.functional as F
+
+    if multiple <= 1:
+        return x, 0, 0
+    h, w = x.shape[2], x.shape[3]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, 0, 0
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, [0, pw, 0, ph], mode=mode), ph, pw
+
+
+def run_model(model: Any, x: Any, pad_multiple: int | None = None) -> Any:
+    """Forward with padding; the output is cropped to ``scale * input`` size."""
+    mult = int(pad_multiple or getattr(model, "pad_multiple", 1) or 1)
+    scale = int(getattr(model, "scale", 1) or 1)
+    h, w = x.shape[2], x.shape[3]
+    xp, _, _ = pad_to_multiple(x, mult)
+    out = model(xp)
+    if isinstance(out, dict):
+        out = out["out"]
+    elif isinstance(out, (list, tuple)):
+        out = out[0]
+    return out[:, :, : h * scale, : w * scale]
+
+
+def to_uint8(chw: np.ndarray) -> np.ndarray:
+    """``C x H x W`` float [0, 1] -> ``H x W x C`` uint8 (rounded)."""
+    return (np.clip(chw.transpose(1, 2, 0), 0, 1) * 255.0).round().astype(np.uint8)
+
+
+@dataclass
+class EvalResult:
+    """Mean metrics, per-image rows and a few (input, output, target) triplets."""
+
+    psnr: float
+    ssim: float
+    input_psnr: float | None
+    rows: List[Dict[str, Any]] = field(default_factory=list)
+    samples: List[tuple] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, float]:
+        d = {"psnr": self.psnr, "ssim": self.ssim}
+        if self.input_psnr is not None:
+            d["input_psnr"] = self.input_psnr
+        return d
+
+
+class Evaluator:
+    """Evaluate a model on a dataset of ``(lq, gt, index)`` samples.
+
+    Args:
+        dataset: validation dataset (deterministic: degradations seeded per index).
+        crop_border: pixels cropped on each side before metrics (SR: the scale).
+        test_y_channel: compare the BT.601 Y channel.
+        pad_multiple: override the model's ``pad_multiple``.
+        num_samples: how many triplets to keep for logging.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        crop_border: int = 0,
+        test_y_channel: bool = False,
+        pad_multiple: int | None = None,
+        num_samples: int = 3,
+    ) -> None:
+        self.dataset = dataset
+        self.crop_border = int(crop_border)
+        self.test_y_channel = bool(test_y_channel)
+        self.pad_multiple = pad_multiple
+        self.num_samples = num_samples
+
+    def evaluate(self, model: Any, save_dir: str | None = None) -> EvalResult:
+        """Run over every sample (batch 1, no grad); optionally write ``per_image.csv``."""
+        import paddle
+
+        was_training = model.training
+        model.eval()
+        rows, samples = [], []
+        try:
+            with paddle.no_grad():
+                for i in range(len(self.dataset)):
+                    lq, gt, idx = self.dataset[i]
+                    out = run_model(model, paddle.to_tensor(lq[None]), self.pad_multiple)
+                    out_np = out.numpy()[0]
+                    o8, g8 = to_uint8(out_np), to_uint8(gt)
+                    kw = dict(crop_border=self.crop_border, test_y_channel=self.test_y_channel)
+                    row = {
+                        "name": self.dataset.name_of(int(idx))
+                        if hasattr(self.dataset, "name_of")
+                        else str(i),
+                        "psnr": calculate_psnr(o8, g8, **kw),
+                        "ssim": calculate_ssim(o8, g8, **kw),
+                    }
+                    if lq.shape == gt.shape:
+                        row["input_psnr"] = calculate_psnr(to_uint8(lq), g8, **kw)
+                    rows.append(row)
+                    if len(samples) < self.num_samples:
+                        samples.append((row["name"], lq, np.clip(out_np, 0, 1), gt))
+        finally:
+            if was_training:
+                model.train()
+        res = EvalResult(
+            psnr=float(np.mean([r["psnr"] for r in rows])),
+            ssim=float(np.mean([r["ssim"] for r in rows])),
+            input_psnr=float(np.mean([r["input_psnr"] for r in rows]))
+            if rows and "input_psnr" in rows[0]
+            else None,
+            rows=rows,
+            samples=samples,
+        )
+        if save_dir:
+            write_csv(res, save_dir)
+        return res
+
+
+def write_csv(res: EvalResult, save_dir: str) -> str:
+    """Write ``per_image.csv`` (one row per image, then a ``mean`` row)."""
+    os.makedirs(save_dir, exist_ok=True)
+    path = os.path.join(save_dir, "per_image.csv")
+    keys = list(res.rows[0].keys()) if res.rows else ["name", "psnr", "ssim"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in res.rows:
+            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+        mean = {"name": "mean", **{k: f"{v:.6f}" for k, v in res.as_dict().items()}}
+        w.writerow({k: mean.get(k, "") for k in keys})
+    return path

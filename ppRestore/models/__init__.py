@@ -1,0 +1,1 @@
+"""Model architectures, one file per network; each registers itself in ``MODELS``."""

@@ -1,0 +1,96 @@
+"""Schedules, optimizers, EMA, gradient clipping and the CPU precision fallback."""
+
+import math
+
+import numpy as np
+import paddle
+import pytest
+
+from ppRestore.optim import ModelEMA, WarmupCosine, build_lr_scheduler, build_optimizer
+
+
+def _lrs(sched, n):
+    out = []
+    for _ in range(n):
+        out.append(sched.get_lr())
+        sched.step()
+    return out
+
+
+def test_cosine_warmup_values():
+    s = build_lr_scheduler(
+        {
+            "type": "CosineWarmup",
+            "learning_rate": 1.0,
+            "warmup_iters": 4,
+            "warmup_start_lr": 0.0,
+            "eta_min": 0.1,
+        },
+        14,
+    )
+    lrs = _lrs(s, 15)
+    assert lrs[:5] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert lrs[9] == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))
+    assert lrs[14] == pytest.approx(0.1)
+    # T_max (CMFNet configs): the cosine spans T_max steps after warm-up
+    t = WarmupCosine(1.0, total_iters=1000, warmup_iters=2, T_max=4)
+    assert _lrs(t, 7)[-1] == pytest.approx(0.0)
+
+
+def test_multistep_and_state_roundtrip():
+    s = build_lr_scheduler(
+        {"type": "MultiStepDecay", "learning_rate": 1.0, "milestones": [2, 4], "gamma": 0.5}, 10
+    )
+    assert _lrs(s, 6) == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
+    s2 = build_lr_scheduler(
+        {"type": "MultiStepDecay", "learning_rate": 1.0, "milestones": [2, 4], "gamma": 0.5}, 10
+    )
+    s2.set_state_dict(s.state_dict())
+    assert s2.get_lr() == s.get_lr() and s2.last_epoch == s.last_epoch
+    with pytest.raises(ValueError, match="unknown lr_scheduler"):
+        build_lr_scheduler({"type": "Poly"}, 10)
+
+
+def test_grad_clip_and_adamw():
+    lin = paddle.nn.Linear(4, 4)
+    opt = build_optimizer({"type": "Adam", "grad_clip": 1e-3}, lin.parameters(), 1.0)
+    assert isinstance(opt._grad_clip, paddle.nn.ClipGradByGlobalNorm)
+    opt_w = build_optimizer({"type": "AdamW", "weight_decay": 0.05}, lin.parameters(), 1e-3)
+    assert isinstance(opt_w, paddle.optimizer.AdamW)
+    with pytest.raises(ValueError, match="unknown option"):
+        build_optimizer({"type": "Adam", "momentum": 0.9}, lin.parameters(), 1.0)
+
+
+def test_ema_tracks_weights():
+    lin = paddle.nn.Linear(2, 2)
+    ema = ModelEMA(lin, decay=0.5)
+    w0 = lin.weight.numpy().copy()
+    lin.weight.set_value(paddle.zeros_like(lin.weight))
+    ema.update(lin)  # d = min(0.5, 2/11)
+    d = 2 / 11
+    np.testing.assert_allclose(ema.model.weight.numpy(), w0 * d, rtol=1e-6)
+    assert ema.model.weight.stop_gradient
+
+
+def test_cpu_precision_falls_back_with_message(tmp_path, caplog):
+    import tests.tiny_models  # noqa: F401
+    from ppRestore.config import load_config
+    from ppRestore.engine.trainer import Trainer
+    from tests.train_utils import tiny_config
+
+    cfg = load_config(tiny_config(str(tmp_path), iters=1))
+    paddle.set_device("cpu")
+    import logging
+
+    from ppRestore.engine.logger import get_logger
+
+    get_logger().propagate = True  # let caplog's root handler see the records
+    try:
+        with caplog.at_level(logging.WARNING, logger="ppRestore"):
+            tr = Trainer.from_config(cfg, save_dir=str(tmp_path / "o"), precision="bf16")
+    finally:
+        logging.getLogger("ppRestore").propagate = False
+    assert tr._amp is None
+    assert "precision=bf16 is not supported on cpu" in caplog.text
+    with pytest.raises(ValueError, match="precision"):
+        Trainer.from_config(cfg, save_dir=str(tmp_path / "o"), precision="fp8")
