@@ -68,11 +68,27 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _Dumper(yaml.SafeDumper):
+    """Writes strings that :class:`_Loader` would read as floats (``"1e5"``) quoted, and
+    strings holding YAML line breaks other than ``\\n`` (NEL, LS, PS) double-quoted, where
+    they are escaped (plain or single-quoted they would read back as spaces)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(c in value for c in "\x85\u2028\u2029"):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
 
 
 def _yaml_load(stream: Any) -> Any:
@@ -177,11 +193,11 @@ def _load_with_bases(path: str, _seen: List[str] | None = None) -> Dict[str, Any
 def parse_override(item: str) -> tuple:
     """Split ``a.b.c=value`` into (["a","b","c"], parsed value)."""
     if "=" not in item:
-        raise ConfigError(f"override '{item}' must look like key.subkey=value")
+        raise ConfigError(f"override {item!r} must look like key.subkey=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{item}': empty key segment")
+        raise ConfigError(f"override {item!r}: empty key segment")
     try:
         value = _yaml_load(raw) if raw.strip() else ""
     except Exception:  # noqa: BLE001 - not YAML: keep it as a plain string (a path, ...)
@@ -200,21 +216,21 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
         if not isinstance(item, str):
             raise ConfigError(f"override {item!r} must be a string like key.subkey=value")
         parts, value = parse_override(item)
-        _check_key(parts[0], TOP_LEVEL_SCHEMA, f"override '{item}'")
+        _check_key(parts[0], TOP_LEVEL_SCHEMA, f"override {item!r}")
         node: Any = cfg
         for i, p in enumerate(parts):
             last = i == len(parts) - 1
+            above = ".".join(parts[:i])
             if isinstance(node, list):
                 if not re.fullmatch(r"-?[0-9]+", p) or not -len(node) <= int(p) < len(node):
                     raise ConfigError(
-                        f"override '{item}': '{'.'.join(parts[:i]) or p}' is a list of "
-                        f"{len(node)}; '{p}' is not a valid index"
+                        f"override {item!r}: {above!r} is a list of "
+                        f"{len(node)}; {p!r} is not a valid index"
                     )
                 p = int(p)
             elif not isinstance(node, dict):
                 raise ConfigError(
-                    f"override '{item}': '{'.'.join(parts[:i])}' is a "
-                    f"{type(node).__name__}, not a mapping"
+                    f"override {item!r}: {above!r} is a {type(node).__name__}, not a mapping"
                 )
             if last:
                 node[p] = value
@@ -230,7 +246,7 @@ def _check_key(key: str, valid: Iterable[str], where: str) -> None:
     if key not in valid:
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{where}: unknown key '{key}'.{hint} Valid keys: {', '.join(valid)}")
+        raise ConfigError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(valid)}")
 
 
 def validate(cfg: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
@@ -273,4 +289,4 @@ def save_config(cfg: Dict[str, Any], path: str) -> None:
     """Write the resolved config (after bases and overrides) next to a run's outputs."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
+        yaml.dump(cfg, f, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

@@ -175,7 +175,7 @@ def build_callable(fn: Callable[..., T], kwargs: Dict[str, Any], what: str) -> T
                 close = difflib.get_close_matches(str(k), valid, n=1, cutoff=0.5)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise RegistryError(
-                    f"{what}: unknown argument '{k}'{hint}; valid: {', '.join(valid)}"
+                    f"{what}: unknown argument {k!r}{hint}; valid: {', '.join(valid)}"
                 )
     missing = [
         n for n, p in params.items()

@@ -25,12 +25,15 @@ import numpy as np
 PathOrBytes = Union[str, os.PathLike, bytes]
 
 
-class UnsafeWeightsError(pickle.UnpicklingError):
-    """A weights file asked to import something a state dict never contains."""
-
-
 class WeightsError(ValueError):
     """Weights do not fit the model (missing/unexpected/mis-shaped keys) or are unreadable."""
+
+
+class UnsafeWeightsError(WeightsError, pickle.UnpicklingError):
+    """A weights file asked to import something a state dict never contains.
+
+    Also a :class:`WeightsError`, so a CLI that reports weights problems catches it too.
+    """
 
 
 def _codecs_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
