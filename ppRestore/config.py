@@ -127,6 +127,11 @@ def _read_yaml(path: str) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = _yaml_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = " ".join(str(e.problem or e.context or "syntax error").split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     except UnicodeDecodeError:
@@ -230,7 +235,8 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
                 p = int(p)
             elif not isinstance(node, dict):
                 raise ConfigError(
-                    f"override {item!r}: {above!r} is a {type(node).__name__}, not a mapping"
+                    f"override {item!r}: {above!r} holds {type(node).__name__} "
+                    f"{_short(node)}, not a mapping"
                 )
             if last:
                 node[p] = value

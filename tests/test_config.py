@@ -209,7 +209,7 @@ def test_override_creates_missing_sections(base):
         ("=5", "empty key segment"),
         ("model..depth=5", "empty key segment"),
         ("model.=5", "empty key segment"),
-        ("iters.x=5", "'iters' is a int, not a mapping"),
+        ("iters.x=5", "'iters' holds int 1000, not a mapping"),
         ("train_dataset.transforms.5.size=1", "is a list of 2; '5' is not a valid index"),
         ("train_dataset.transforms.first.size=1", "'first' is not a valid index"),
         ("iters=abc", "'iters' must be an integer, got str ('abc')"),

@@ -443,7 +443,7 @@ def test_local_file_folder_and_unknown_name(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="folder without model.pdparams"):
         resolve_weights(str(tmp_path))
     monkeypatch.setitem(zoo.ZOO, "dncnn_sigma25", {"url": "https://example.com/d.pdparams"})
-    with pytest.raises(WeightsError, match="Did you mean 'dncnn_sigma25'"):
+    with pytest.raises(WeightsError, match="did you mean 'dncnn_sigma25'"):
         resolve_weights("dncnn_sigma52")
     for empty in ("", "  ", None):
         with pytest.raises(WeightsError, match="no weights given"):

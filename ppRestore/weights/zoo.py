@@ -211,10 +211,10 @@ def resolve_weights(spec: str, cache_dir: str | None = None) -> str:
             if os.path.isfile(os.path.join(spec, cand)):
                 return os.path.join(spec, cand)
         raise WeightsError(f"{spec} is a folder without model.pdparams")
-    known = ", ".join(sorted(ZOO)) or "(none yet)"
+    known = ", ".join(sorted(ZOO)) or "none yet"
     close = difflib.get_close_matches(spec, list(ZOO), n=1, cutoff=0.6)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    hint = f"; did you mean '{close[0]}'?" if close else ""
     raise WeightsError(
-        f"weights not found: '{spec}' is not a file, an https URL or a zoo name.{hint} "
-        f"(known: {known})"
+        f"weights not found: '{spec}' is not a file, an https URL or a zoo name{hint} "
+        f"(zoo names: {known})"
     )
