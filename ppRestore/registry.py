@@ -77,8 +77,9 @@ class Registry:
             return self._items[key]
         close = difflib.get_close_matches(key, self._items, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        # Same line (a CLI prints one line per error): which optional modules are broken.
         broken = "".join(
-            f"\n  (module {m} failed to import: {err})" for m, err in self._import_errors.items()
+            f"; module {m} failed to import ({err})" for m, err in self._import_errors.items()
         )
         raise RegistryError(
             f"unknown {self.name} type '{key}'.{hint} Known: {', '.join(sorted(self._items))}"

@@ -286,11 +286,12 @@ def test_write_16bit_keeps_depth_and_alpha(tmp_path, gen, ext):
     np.testing.assert_array_equal(img.alpha, alpha)
 
 
-def test_write_grey_with_alpha_png(tmp_path, gen):
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_write_grey_with_alpha_stays_grey(tmp_path, gen, ext):
     g = gen.rgb8()[..., :1]
-    img = read_image(write_image(str(tmp_path / "o.png"), g, gen.alpha8()))
+    img = read_image(write_image(str(tmp_path / f"o{ext}"), g, gen.alpha8()))
     np.testing.assert_array_equal(img.alpha, gen.alpha8())
-    np.testing.assert_array_equal(img.data[..., 0], g[..., 0])
+    np.testing.assert_array_equal(img.data, g)
 
 
 def test_jpeg_drops_alpha_and_rounds_16bit(tmp_path):

@@ -227,6 +227,21 @@ def read_image(path: str) -> Image:
     return decode_image(data, path)
 
 
+_LA_EXTS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def _encode_la(ext: str, grey: np.ndarray, alpha: np.ndarray) -> bytes:
+    from PIL import Image as PILImage
+
+    if alpha.shape != grey.shape:
+        raise ImageWriteError(f"alpha of shape {alpha.shape} does not fit image {grey.shape}")
+    if alpha.dtype != np.uint8:
+        alpha = (alpha.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    PILImage.fromarray(np.dstack([grey, alpha]), "LA").save(buf, _LA_EXTS[ext])
+    return buf.getvalue()
+
+
 def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     """Encode ``H x W x C`` RGB/grey (uint8/uint16) to the format named by ``ext``.
 
@@ -248,6 +263,10 @@ def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) ->
         raise ImageWriteError(f"cannot encode an image of shape {tuple(np.shape(data))}")
     if ext in _NO_ALPHA:
         alpha = None
+    if alpha is not None and arr.ndim == 2 and arr.dtype == np.uint8 and ext in _LA_EXTS:
+        # OpenCV has no grey+alpha writer (it would expand to RGBA); Pillow writes LA, so
+        # a grey+alpha input comes back grey+alpha.
+        return _encode_la(ext, arr, np.asarray(alpha))
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif ext == ".ppm" or alpha is not None:
