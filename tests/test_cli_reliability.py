@@ -127,3 +127,66 @@ def test_val_bad_inputs(tiny, tmp_path, monkeypatch, capsys, case, phrase, code)
     errs = _error_lines(err)
     assert len(errs) == 1 and phrase in errs[0], err
     assert not (tmp_path / "pprestore_pwned_marker").exists()
+
+
+# ---------------------------------------------------------------- tools/train.py
+
+
+def _train_cfg(d, root) -> str:
+    cfg = {
+        "model": {"type": "DnCNN", "in_channels": 3, "num_layers": 3, "features": 4},
+        "train_dataset": {
+            "type": "SyntheticDataset",
+            "dataset_root": str(root),
+            "channels": 3,
+            "degradations": [{"type": "GaussianNoise", "sigma": 25}],
+            "transforms": [{"type": "PairedRandomCrop", "patch_size": 8}],
+        },
+        "loss": {"types": [{"type": "MSELoss"}], "coef": [1.0]},
+        "optimizer": {"type": "Adam"},
+        "lr_scheduler": {"type": "MultiStepDecay", "learning_rate": 1e-3, "milestones": [100]},
+        "iters": 2,
+        "batch_size": 2,
+    }
+    p = d / "train.yml"
+    p.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return str(p)
+
+
+def test_train_bad_image_in_training_set_fails_fast(bad_images_dir, tmp_path):
+    """Paddle's DataLoader reads in a helper thread even with num_workers=0; an exception
+    there used to kill the thread and leave training waiting forever. Now: one line."""
+    r = run_cli(
+        "tools/train.py", "-c", _train_cfg(tmp_path, bad_images_dir),
+        "--save_dir", str(tmp_path / "run"), cwd=str(tmp_path),
+    )  # fmt: skip
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    errs = _error_lines(r.stderr)
+    assert len(errs) == 1 and bad_images_dir in errs[0], r.stderr
+
+
+@pytest.mark.parametrize("case", ["malicious", "incomplete"])
+def test_train_resume_from_bad_checkpoint(tmp_path, monkeypatch, capsys, case):
+    from PIL import Image
+
+    pytest.importorskip("paddle")
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "set"
+    root.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(root / f"{i}.png")
+    cfg = _train_cfg(tmp_path, root)
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    with open(os.path.join(MALICIOUS, "os_system.pdparams"), "rb") as f:
+        (ck / "model.pdparams").write_bytes(f.read())
+    if case == "malicious":
+        (ck / "COMPLETE").write_text('{"iteration": 1}')
+        (ck / "train_state.json").write_text('{"iteration": 1}')
+    args = ["-c", cfg, "--save_dir", str(tmp_path / "run"), "--resume_model", str(ck)]
+    code, err = run_main("tools/train.py", *args, capsys=capsys)
+    assert code != 0
+    errs = _error_lines(err)
+    phrase = "refused to load global 'os.system'" if case == "malicious" else "incomplete"
+    assert len(errs) == 1 and phrase in errs[0], err
+    assert not (tmp_path / "pprestore_pwned_marker").exists()

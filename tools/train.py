@@ -53,6 +53,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    from ppRestore.engine.checkpoint import CheckpointError
     from ppRestore.engine.trainer import NonFiniteLossError, Trainer
 
     overrides = {
@@ -78,6 +79,9 @@ def main(argv=None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except CheckpointError as e:  # --resume_model names an incomplete/unreadable checkpoint
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (ConfigError, RegistryError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
