@@ -129,6 +129,195 @@ def test_val_bad_inputs(tiny, tmp_path, monkeypatch, capsys, case, phrase, code)
     assert not (tmp_path / "pprestore_pwned_marker").exists()
 
 
+# ---------------------------------------------------------------- tools/infer.py
+
+
+def _infer_args(tiny, image_path, save_dir, *extra):
+    return [
+        "-c", str(tiny / "model.yml"), "--model_path", str(tiny / "w.pdparams"),
+        "--image_path", str(image_path), "--save_dir", str(save_dir), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_infer_folder_of_bad_and_odd_images(tiny, bad_images_dir, make_bad_images, tmp_path):
+    """Every good file is restored (same name, size, depth, alpha); every bad one is one
+    FAILED line naming it; the summary names them; exit 1; no traceback."""
+    from ppRestore.data.io import read_image
+    from ppRestore.inference.batch import output_path
+
+    out = tmp_path / "out"
+    r = run_cli("tools/infer.py", *_infer_args(tiny, bad_images_dir, out), cwd=str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    cases = make_bad_images.CASES
+    bad = sorted(n for n, (_, kind, _) in cases.items() if kind == "bad")
+    good = sorted(n for n, (_, kind, _) in cases.items() if kind == "good")
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("FAILED")]
+    assert len(failed) == len(bad), r.stderr
+    for name in bad:
+        (line,) = [ln for ln in failed if os.path.join(bad_images_dir, name) in ln]
+        assert cases[name][2] in line, line
+    assert f"{len(good)} restored, {len(bad)} failed" in r.stderr
+    for name in good:
+        src = read_image(os.path.join(bad_images_dir, name))
+        res = read_image(output_path(name, str(out), src.data.dtype))
+        assert res.data.shape == src.data.shape, name
+        assert res.data.dtype == src.data.dtype, name
+        assert (res.alpha is None) == (src.alpha is None), name
+        if src.alpha is not None and os.path.splitext(name)[1].lower() == ".png":
+            np.testing.assert_array_equal(res.alpha, src.alpha, err_msg=name)
+    assert not any(n.startswith((".tmp-", ".write-test-")) for n in os.listdir(out))
+
+
+@pytest.mark.parametrize("name", ["truncated.jpg", "empty.png", "not_an_image.png"])
+def test_infer_single_bad_file(tiny, bad_images_dir, tmp_path, capsys, name):
+    code, err = run_main(
+        "tools/infer.py", *_infer_args(tiny, os.path.join(bad_images_dir, name), tmp_path / "o"),
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 1
+    errs = _error_lines(err)
+    assert len(errs) == 1 and name in errs[0], err
+    assert not os.path.exists(tmp_path / "o" / name)
+
+
+def test_infer_single_bad_file_subprocess(tiny, bad_images_dir, tmp_path):
+    r = run_cli(
+        "tools/infer.py",
+        *_infer_args(tiny, os.path.join(bad_images_dir, "truncated.png"), tmp_path / "o"),
+        cwd=str(tmp_path),
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errs = _error_lines(r.stderr)
+    assert len(errs) == 1 and "truncated.png: corrupt or truncated image" in errs[0], r.stderr
+
+
+@pytest.mark.parametrize(
+    "case, phrase",
+    [
+        ("missing_path", "no such file or folder"),
+        ("empty_folder", "folder is empty"),
+        ("save_dir_is_input", "is the input folder"),
+        ("save_dir_under_file", "cannot write"),
+        ("malicious_weights", "refused to load global 'os.system'"),
+        ("pmrid_ckp", "refused to load global 'posix.system'"),
+        ("http_weights", "only https:// URLs are allowed"),
+        ("wrong_model_weights", "weights do not match DnCNN"),
+        ("unknown_model", "unknown model type 'DnCNNN'. Did you mean 'DnCNN'"),
+        ("bad_model_arg", "unknown argument 'feature' (did you mean 'features'?)"),
+        ("bad_override", "unknown key 'modle'. Did you mean 'model'?"),
+        ("missing_config", "config file not found"),
+    ],
+)
+def test_infer_bad_setup_is_one_line(tiny, tmp_path, monkeypatch, capsys, case, phrase):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(np.full((12, 12, 3), 100, np.uint8)).save(imgs / "a.png")
+    args = _infer_args(tiny, imgs, tmp_path / "out")
+    i_cfg, i_w, i_img, i_out = 1, 3, 5, 7
+    if case == "missing_path":
+        args[i_img] = str(tmp_path / "nope")
+    elif case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        args[i_img] = str(tmp_path / "empty")
+    elif case == "save_dir_is_input":
+        args[i_out] = str(imgs)
+    elif case == "save_dir_under_file":
+        (tmp_path / "file.txt").write_text("x")
+        args[i_out] = str(tmp_path / "file.txt" / "out")
+    elif case == "malicious_weights":
+        args[i_w] = os.path.join(MALICIOUS, "os_system.pdparams")
+    elif case == "pmrid_ckp":
+        args[i_w] = os.path.join(MALICIOUS, "pmrid_evil.ckp")
+    elif case == "http_weights":
+        args[i_w] = "http://example.com/w.pdparams"
+    elif case == "wrong_model_weights":
+        from ppRestore.weights.safe_load import save_weights
+
+        save_weights({"conv.weight": np.zeros((1, 1, 3, 3), np.float32)}, tmp_path / "x.pdparams")
+        args[i_w] = str(tmp_path / "x.pdparams")
+    elif case == "unknown_model":
+        args += ["-o", "model.type=DnCNNN"]
+    elif case == "bad_model_arg":
+        args += ["-o", "model.feature=8"]
+    elif case == "bad_override":
+        args += ["-o", "modle.features=8"]
+    elif case == "missing_config":
+        args[i_cfg] = str(tmp_path / "none.yml")
+    code, err = run_main("tools/infer.py", *args, capsys=capsys)
+    assert code != 0, err
+    errs = _error_lines(err)
+    assert len(errs) == 1 and phrase in errs[0], err
+    assert not (tmp_path / "pprestore_pwned_marker").exists()
+    if case == "save_dir_is_input":
+        assert sorted(os.listdir(imgs)) == ["a.png"]  # the input is untouched
+
+
+# ---------------------------------------------------------------- deploy/python/infer.py
+
+
+@pytest.fixture(scope="module")
+def exported(tiny):
+    out = tiny / "export"
+    r = run_cli(
+        "tools/export.py", "-c", str(tiny / "model.yml"), "--model_path",
+        str(tiny / "w.pdparams"), "--save_dir", str(out), cwd=str(tiny),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_deploy_folder_of_bad_and_odd_images(exported, bad_images_dir, make_bad_images, tmp_path):
+    r = run_cli(
+        "deploy/python/infer.py", "--config", str(exported / "deploy.yaml"),
+        "--image_path", bad_images_dir, "--save_dir", str(tmp_path / "out"), "--quiet",
+        cwd=str(tmp_path),
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    cases = make_bad_images.CASES
+    n_bad = sum(kind == "bad" for _, kind, _ in cases.values())
+    assert len([ln for ln in r.stderr.splitlines() if ln.startswith("FAILED")]) == n_bad
+    assert f"{len(cases) - n_bad} restored, {n_bad} failed" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "case, phrase",
+    [
+        ("missing", "not found; export a model"),
+        ("bad_yaml", "not a valid deploy.yaml"),
+        ("bad_params", "Cannot parse tensor desc"),
+        ("bad_json", "cannot load the model"),
+    ],
+)
+def test_deploy_broken_export_is_one_line(exported, tmp_path, capsys, case, phrase):
+    import shutil
+
+    from PIL import Image
+
+    d = tmp_path / "exp"
+    shutil.copytree(exported, d)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.full((12, 12, 3), 100, np.uint8)).save(img)
+    cfg = str(d / "deploy.yaml")
+    if case == "missing":
+        cfg = str(tmp_path / "nope" / "deploy.yaml")
+    elif case == "bad_yaml":
+        (d / "deploy.yaml").write_text("pad_multiple: [1\n")
+    elif case == "bad_params":
+        (d / "model.pdiparams").write_bytes((d / "model.pdiparams").read_bytes()[:100])
+    elif case == "bad_json":
+        (d / "model.json").write_text("garbage")
+    args = ["--config", cfg, "--image_path", str(img), "--save_dir", str(tmp_path / "o"), "--quiet"]
+    code, err = run_main("deploy/python/infer.py", *args, capsys=capsys)
+    assert code == 1
+    errs = _error_lines(err)
+    assert len(errs) == 1 and phrase in errs[0], err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 # ---------------------------------------------------------------- tools/train.py
 
 
