@@ -186,3 +186,66 @@ def test_config_save_load_round_trip(tmp_path_factory, train, iters):
     p = tmp_path_factory.mktemp("c") / "c.yml"
     save_config(cfg, str(p))
     assert load_config(str(p)) == cfg
+
+
+# ---------------------------------------------------------------- predictor padding / tiling
+
+
+@PROPS
+@given(
+    sizes,
+    sizes,
+    st.sampled_from([1, 2, 3, 4, 8, 16]),
+    st.sampled_from(["reflect", "edge", "constant"]),
+)
+def test_predictor_pad_crop_round_trip(h, w, multiple, mode):
+    from ppRestore.inference import tiling
+
+    x = np.random.default_rng(h * 41 + w).random((1, 3, h, w)).astype(np.float32)
+    xp, h0, w0 = tiling.pad_to_multiple(x, multiple, mode)
+    assert (h0, w0) == (h, w)
+    assert xp.shape[-2] % multiple == 0 and xp.shape[-1] % multiple == 0
+    assert xp.shape[-2] - h < multiple and xp.shape[-1] - w < multiple
+    np.testing.assert_array_equal(xp[..., :h0, :w0], x)
+
+
+@PROPS
+@given(
+    st.integers(1, 48), st.integers(1, 48), st.integers(1, 40), st.integers(0, 16),
+    st.sampled_from([1, 2, 4]), st.sampled_from([1, 2]),
+)  # fmt: skip
+def test_tiled_forward_equals_whole_image(h, w, tile, overlap, multiple, scale):
+    """A per-pixel model gives the same result tiled or whole (blend weights sum to 1)."""
+    from ppRestore.inference import tiling
+
+    h, w = (
+        -(-h // multiple) * multiple,
+        -(-w // multiple) * multiple,
+    )  # aligned, as the predictor pads
+
+    def run(t):
+        y = np.tanh(3.0 * t - 1.0)
+        return np.repeat(np.repeat(y, scale, axis=2), scale, axis=3) if scale > 1 else y
+
+    x = np.random.default_rng(h * 53 + w).random((1, 2, h, w)).astype(np.float32)
+    got = tiling.tiled_forward(
+        run, x, tile=max(tile, multiple), overlap=overlap, scale=scale, multiple=multiple
+    )
+    np.testing.assert_allclose(got, run(x), rtol=0, atol=2e-6)
+
+
+@PROPS
+@given(st.integers(1, 500), st.integers(1, 200), st.integers(0, 64), st.sampled_from([1, 2, 4, 8]))
+def test_tile_starts_cover_the_axis(length, tile, overlap, multiple):
+    from ppRestore.inference import tiling
+
+    length = -(-length // multiple) * multiple  # the predictor pads H, W to the multiple first
+    tile, overlap = tiling.align_tile(tile, overlap, multiple)
+    tile = min(tile, length)  # as tiled_forward does
+    starts = tiling.tile_starts(length, tile, overlap, multiple)
+    assert starts[0] == 0 and starts == sorted(set(starts))
+    assert starts[-1] + tile >= length  # the end is covered
+    assert all(s % multiple == 0 for s in starts)
+    for a, b in zip(starts, starts[1:]):
+        assert b - a <= tile  # no gap between neighbouring tiles
+        assert b - a <= tile - overlap or b == starts[-1]  # the overlap is kept
