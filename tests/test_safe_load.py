@@ -658,3 +658,29 @@ def test_import_ppRestore_does_not_import_paddle_or_torch():
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    "name", ["pmrid_evil.ckp", "os_system.pdparams", "nested_pickle_proto0.pdparams"]
+)
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_weight_converter_refuses_crafted_files(tmp_path, monkeypatch, name, as_zip):
+    """tools/convert_weights.py's reader (foreign checkpoints, torch zips) is just as safe."""
+    import zipfile
+
+    convert = pytest.importorskip("ppRestore.weights.convert")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(convert, "_torch_available", lambda: False)  # the torch-free path
+    with open(os.path.join(MALICIOUS_DIR, name), "rb") as f:
+        blob = f.read()
+    src = tmp_path / (name + (".pth" if as_zip else ""))
+    if as_zip:  # the same pickle as data.pkl of a torch.save zip
+        with zipfile.ZipFile(src, "w") as z:
+            z.writestr("archive/data.pkl", blob)
+            z.writestr("archive/version", "3\n")
+    else:
+        src.write_bytes(blob)
+    with pytest.raises(UnsafeWeightsError) as ei:
+        convert.read_foreign_checkpoint(str(src))
+    assert f"'{MANIFEST['files'][name]['refused']}" in str(ei.value)
+    assert not (tmp_path / MARKER).exists()
