@@ -52,5 +52,5 @@ def bad_images_dir(tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def make_bad_images():
-    """The generator module itself (``make_all``, ``GOOD``, ``BAD`` and one function per case)."""
+    """The generator module itself (``make_all``, ``CASES``, ``IGNORED``, one maker per case)."""
     return _load_bad_images_module()
