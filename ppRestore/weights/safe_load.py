@@ -214,7 +214,12 @@ def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     try:
-        return dict(load_file(path))
+        # With ml_dtypes imported (Paddle may do so) numpy knows bfloat16 and safetensors
+        # returns such arrays; give float32 either way, as documented.
+        return {
+            k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v
+            for k, v in load_file(path).items()
+        }
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
     except TypeError as e:
