@@ -421,8 +421,10 @@ class Trainer:
         path = ckpt.resolve_resume(o.resume_model, o.save_dir)
         if path:
             self.resume(path)
-        elif o.resume_model and o.resume_model != "auto":
-            raise ckpt.CheckpointError(f"resume_model {o.resume_model} not found")
+        elif o.resume_model == "auto":
+            self.log.info(
+                f"--resume_model auto: no complete checkpoint in {o.save_dir}, starting from scratch"
+            )
         self.model.train()
         self.stop.install()
         t_start, start_iter = time.perf_counter(), self.iter
