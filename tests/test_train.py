@@ -120,6 +120,10 @@ def test_bad_config_exit_code(tmp_path):
     cfg = tiny_config(str(tmp_path))
     r = run_train("-c", cfg, "-o", "train.sav_interval=3", "--save_dir", str(tmp_path / "o"))
     assert r.returncode == 2 and "sav_interval" in r.stderr
+    r = run_train(
+        "-c", cfg, "--resume_model", str(tmp_path / "nope"), "--save_dir", str(tmp_path / "o")
+    )
+    assert r.returncode == 2 and "checkpoint folder not found" in r.stderr
 
 
 def _start(args, tmp_path):

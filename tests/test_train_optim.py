@@ -94,3 +94,33 @@ def test_cpu_precision_falls_back_with_message(tmp_path, caplog):
     assert "precision=bf16 is not supported on cpu" in caplog.text
     with pytest.raises(ValueError, match="precision"):
         Trainer.from_config(cfg, save_dir=str(tmp_path / "o"), precision="fp8")
+
+
+def test_trainer_passes_aux_only_when_needed(tmp_path, monkeypatch):
+    import tests.tiny_models as tm
+    from ppRestore.config import load_config
+    from ppRestore.engine.trainer import Trainer
+    from tests.train_utils import tiny_config
+
+    calls = []
+    orig = tm.TinyRestorer.forward
+
+    def spy(self, x, return_aux=False):
+        calls.append(return_aux)
+        return orig(self, x, return_aux=return_aux)
+
+    monkeypatch.setattr(tm.TinyRestorer, "forward", spy)
+    path = tiny_config(str(tmp_path), iters=2)
+    cfg = load_config(
+        path, ["loss.types=[{type: L1Loss}, {type: AuxFeatL2}]", "loss.coef=[1.0, 0.1]"]
+    )
+    tr = Trainer.from_config(cfg, save_dir=str(tmp_path / "a"))
+    vals = tr.train_step()
+    assert calls == [True] and vals["loss_AuxFeatL2"] > 0
+    assert vals["loss"] == pytest.approx(
+        vals["loss_L1Loss"] + 0.1 * vals["loss_AuxFeatL2"], rel=1e-5
+    )
+    calls.clear()
+    tr2 = Trainer.from_config(load_config(path), save_dir=str(tmp_path / "b"))
+    tr2.train_step()
+    assert calls == [False]
