@@ -67,7 +67,11 @@ def main(argv=None) -> int:
         json.dump(summary, f, indent=2)
     print(
         f"[EVAL] {len(res.rows)} images, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
-        + (f", degraded input PSNR: {res.input_psnr:.4f}" if res.input_psnr is not None else "")
+        + (
+            f", degraded input PSNR: {res.input_psnr:.4f}, SSIM: {res.input_ssim:.4f}"
+            if res.input_psnr is not None
+            else ""
+        )
     )
     print(f"per-image CSV: {os.path.join(args.save_dir, 'per_image.csv')}")
     return 0

@@ -58,6 +58,7 @@ class EvalResult:
     psnr: float
     ssim: float
     input_psnr: float | None
+    input_ssim: float | None = None
     rows: List[Dict[str, Any]] = field(default_factory=list)
     samples: List[tuple] = field(default_factory=list)
 
@@ -65,6 +66,7 @@ class EvalResult:
         d = {"psnr": self.psnr, "ssim": self.ssim}
         if self.input_psnr is not None:
             d["input_psnr"] = self.input_psnr
+            d["input_ssim"] = self.input_ssim
         return d
 
 
@@ -115,8 +117,10 @@ class Evaluator:
                         "psnr": calculate_psnr(o8, g8, **kw),
                         "ssim": calculate_ssim(o8, g8, **kw),
                     }
-                    if lq.shape == gt.shape:
-                        row["input_psnr"] = calculate_psnr(to_uint8(lq), g8, **kw)
+                    if lq.shape == gt.shape:  # the degraded input as a baseline
+                        l8 = to_uint8(lq)
+                        row["input_psnr"] = calculate_psnr(l8, g8, **kw)
+                        row["input_ssim"] = calculate_ssim(l8, g8, **kw)
                     rows.append(row)
                     if len(samples) < self.num_samples:
                         samples.append((row["name"], lq, np.clip(out_np, 0, 1), gt))
@@ -128,6 +132,9 @@ class Evaluator:
             ssim=float(np.mean([r["ssim"] for r in rows])),
             input_psnr=float(np.mean([r["input_psnr"] for r in rows]))
             if rows and "input_psnr" in rows[0]
+            else None,
+            input_ssim=float(np.mean([r["input_ssim"] for r in rows]))
+            if rows and "input_ssim" in rows[0]
             else None,
             rows=rows,
             samples=samples,

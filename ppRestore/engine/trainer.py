@@ -369,7 +369,8 @@ class Trainer:
         msg = f"[EVAL] iter: {self.iter}, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
         if res.input_psnr is not None:
             out["Evaluate/input_PSNR"] = res.input_psnr
-            msg += f" (degraded input PSNR: {res.input_psnr:.4f})"
+            out["Evaluate/input_SSIM"] = res.input_ssim
+            msg += f" (degraded input PSNR: {res.input_psnr:.4f}, SSIM: {res.input_ssim:.4f})"
         if self.ema is not None:
             er = self.evaluator.evaluate(self.ema.model)
             out.update({"Evaluate/EMA_PSNR": er.psnr, "Evaluate/EMA_SSIM": er.ssim})
