@@ -124,3 +124,26 @@ def test_trainer_passes_aux_only_when_needed(tmp_path, monkeypatch):
     tr2 = Trainer.from_config(load_config(path), save_dir=str(tmp_path / "b"))
     tr2.train_step()
     assert calls == [False]
+
+
+def test_workers_do_not_change_the_trajectory(tmp_path):
+    """Per-sample seeding: 0 or 2 DataLoader workers, shared memory or not, same weights."""
+    import tests.tiny_models  # noqa: F401
+    from ppRestore.config import load_config
+    from ppRestore.engine.trainer import Trainer
+    from ppRestore.weights.safe_load import load_weights
+    from tests.train_utils import tiny_config
+
+    path = tiny_config(str(tmp_path), iters=4, save_interval=4)
+    outs = []
+    for i, (nw, shm) in enumerate([(0, True), (2, True), (2, False)]):
+        Trainer.from_config(
+            load_config(path),
+            save_dir=str(tmp_path / f"o{i}"),
+            num_workers=nw,
+            use_shared_memory=shm,
+        ).train()
+        outs.append(load_weights(tmp_path / f"o{i}" / "iter_4" / "model.pdparams"))
+    for o in outs[1:]:
+        for k in o:
+            np.testing.assert_array_equal(o[k], outs[0][k])
