@@ -258,8 +258,6 @@ class Trainer:
 
     def train_step(self) -> Dict[str, float]:
         """One optimizer step over ``accum_steps`` micro-batches; returns logged values."""
-        import paddle
-
         n = self.opts.accum_steps
         t0 = time.perf_counter()
         reader = 0.0
@@ -297,7 +295,6 @@ class Trainer:
         self.iter += 1
         sums["batch_cost"] = time.perf_counter() - t0
         sums["reader_cost"] = reader
-        del paddle
         return sums
 
     # ------------------------------------------------------------------ state
