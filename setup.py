@@ -1,5 +1,10 @@
-"""Install ppRestore: ``pip install -e .`` (add ``[test]``, ``[convert]``, ``[onnx]``, ``[raw]``, ``[gui]``)."""
+"""Install ppRestore: ``pip install -e .`` (extras: ``[test]``, ``[convert]``, ``[onnx]``, ``[raw]``).
 
+On a CUDA machine install ``paddlepaddle-gpu`` first and set ``PPRESTORE_SKIP_PADDLE=1``
+so pip does not add the CPU ``paddlepaddle`` wheel beside it (AI Studio ships the GPU one).
+"""
+
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -9,8 +14,8 @@ HERE = Path(__file__).parent
 # The pins resolve together on CPython 3.11 (``pip check`` clean):
 # paddleseg 2.8.0 requires opencv-python<=4.6.0, whose wheels need numpy<2;
 # visualdl pulls pandas, whose 3.x needs numpy>=2, hence pandas<3.
+PADDLE = ["paddlepaddle>=3.0,<3.4"]
 INSTALL_REQUIRES = [
-    "paddlepaddle>=3.0,<3.4",
     "paddleseg==2.8.0",
     "numpy>=1.23,<2",
     "opencv-python<=4.6.0",
@@ -40,7 +45,7 @@ setup(
     packages=find_packages(include=["ppRestore", "ppRestore.*"]),
     package_data={"ppRestore": ["VERSION"]},
     python_requires=">=3.9",
-    install_requires=INSTALL_REQUIRES,
+    install_requires=([] if os.environ.get("PPRESTORE_SKIP_PADDLE") else PADDLE) + INSTALL_REQUIRES,
     extras_require=EXTRAS,
     license="Apache-2.0",
 )

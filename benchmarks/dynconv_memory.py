@@ -42,10 +42,14 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=4)
     a = ap.parse_args()
     mb = a.channels * a.size * a.size * 4 / 2**20
-    print(f"input {a.channels}x{a.size}x{a.size} float32 = {mb:.0f} MiB, k={a.k}, groups={a.groups}")
+    print(
+        f"input {a.channels}x{a.size}x{a.size} float32 = {mb:.0f} MiB, k={a.k}, groups={a.groups}"
+    )
     for impl in ("loop", "unfold"):
         code = CHILD.format(root=ROOT, c=a.channels, s=a.size, g=a.groups, k=a.k, impl=impl)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         extra, secs = out.stdout.split()[-2:]
         print(f"{impl:7s} peak extra RSS {extra:>6s} MiB  time {secs} s", flush=True)
 

@@ -11,6 +11,10 @@ Weights: ``--weights`` is a SaoYan checkpoint in its official key names, either 
 committed parity fixture ``tests/fixtures/dncnn_saoyan_s25.npz`` (default: it holds the
 full real DnCNN-S-25 weights, keys prefixed ``w:``) or a ``.pdparams``/``.safetensors``
 already converted by ``tools/convert_weights.py`` (read with ppRestore's safe loader).
+Other SaoYan checkpoints (DnCNN-B, S-15, S-50; pre-1.6 torch pickles) can be dumped to
+the same ``w:``-prefixed npz layout with torch, e.g.
+``np.savez(out, **{"w:" + k: v.numpy() for k, v in torch.load(pth, weights_only=True).items()})``;
+pass ``--num_layers 20`` for DnCNN-B.
 
 Run:  PYTHONPATH=. python benchmarks/eval_dncnn_set12.py --data ../shared/data/set12
 """
@@ -69,10 +73,15 @@ def main() -> None:
             f"{os.path.basename(path)}  {psnr_f[-1]:.3f} dB  (uint8 out: {psnr_u8[-1]:.3f})",
             flush=True,
         )
+    # Set12 averages from the DnCNN paper (TIP 2017, Table II; as listed in SaoYan's README).
+    paper = {17: {15: 32.859, 25: 30.436, 50: 27.178}, 20: {15: 32.680, 25: 30.362, 50: 27.206}}
+    ref = paper.get(a.num_layers, {}).get(int(a.sigma)) if float(a.sigma).is_integer() else None
+    kind = {17: "DnCNN-S", 20: "DnCNN-B"}.get(a.num_layers, f"DnCNN-{a.num_layers}")
+    ref_txt = f"; paper {kind}: {ref:.2f} dB (diff {np.mean(psnr_f) - ref:+.3f})" if ref else ""
     print(
         f"Set12 sigma={a.sigma:g}: mean PSNR {np.mean(psnr_f):.3f} dB (float output), "
-        f"{np.mean(psnr_u8):.3f} dB (uint8 output); paper DnCNN-S 30.44, "
-        f"SaoYan README 30.404; {len(psnr_f)} images, {time.time() - t0:.0f} s"
+        f"{np.mean(psnr_u8):.3f} dB (uint8 output){ref_txt}; {len(psnr_f)} images, "
+        f"{time.time() - t0:.0f} s"
     )
 
 

@@ -1,0 +1,247 @@
+"""Engines that run a restoration network on an ``N x C x H x W`` float32 array.
+
+The :class:`~ppRestore.inference.predictor.Predictor` does all pre/post-processing and
+calls one of these; each backend only maps an array to an array:
+
+* :class:`DynamicBackend` — a ``paddle.nn.Layer`` in dynamic graph mode (training code,
+  notebooks, checking an export);
+* :class:`PaddleInferenceBackend` — an exported model (``model.json``/``model.pdmodel`` +
+  ``model.pdiparams``) on ``paddle.inference``: oneDNN on CPU (fp32/bf16), CUDA or
+  TensorRT with dynamic shapes on GPU;
+* :class:`OnnxRuntimeBackend` — an exported ``model.onnx`` on ONNX Runtime (optional).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "DynamicBackend",
+    "PaddleInferenceBackend",
+    "OnnxRuntimeBackend",
+    "find_model_files",
+    "PRECISIONS",
+]
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+class Backend:
+    """Maps ``N x C x H x W`` float32 to the network's output (same layout)."""
+
+    name = "base"
+
+    def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _first_output(out: Any) -> Any:
+    # Models that return auxiliary outputs give a dict with "out" (design contract) or a
+    # sequence whose first item is the restored image.
+    if isinstance(out, dict):
+        return out["out"]
+    if isinstance(out, (list, tuple)):
+        return out[0]
+    return out
+
+
+class DynamicBackend(Backend):
+    """A ``paddle.nn.Layer`` run eagerly under ``no_grad``.
+
+    Args:
+        model: the network (put into eval mode here).
+        device: ``"cpu"`` or ``"gpu"`` (``"gpu:1"`` too); None keeps Paddle's current one.
+    """
+
+    name = "dynamic"
+
+    def __init__(self, model: Any, device: str | None = None) -> None:
+        import paddle
+
+        if device:
+            paddle.set_device(device)
+        self.model = model
+        self.model.eval()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import paddle
+
+        with paddle.no_grad():
+            out = _first_output(
+                self.model(paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32)))
+            )
+        return out.numpy().astype(np.float32, copy=False)
+
+
+def find_model_files(model_dir: str, prefix: str = "model") -> tuple:
+    """Return ``(program_file, params_file)`` for an exported model folder.
+
+    Paddle >= 3 (PIR) writes ``model.json``; Paddle 2.x writes ``model.pdmodel``. Both
+    are accepted, the PIR file first.
+    """
+    params = os.path.join(model_dir, prefix + ".pdiparams")
+    for ext in (".json", ".pdmodel"):
+        prog = os.path.join(model_dir, prefix + ext)
+        if os.path.isfile(prog):
+            if not os.path.isfile(params):
+                raise FileNotFoundError(
+                    f"{model_dir}: {prefix}{ext} found but {prefix}.pdiparams is missing"
+                )
+            return prog, params
+    raise FileNotFoundError(
+        f"{model_dir}: no exported model ({prefix}.json or {prefix}.pdmodel); run tools/export.py first"
+    )
+
+
+class PaddleInferenceBackend(Backend):
+    """An exported model on ``paddle.inference``.
+
+    Args:
+        model_dir: folder with ``model.json`` (or ``model.pdmodel``) and ``model.pdiparams``.
+        device: ``"cpu"`` or ``"gpu"``.
+        cpu_threads: math-library threads on CPU.
+        enable_mkldnn: use oneDNN kernels on CPU (much faster than the plain CPU kernels).
+        precision: ``fp32``; ``bf16`` (CPU oneDNN, needs AVX512-BF16/AMX to be fast);
+            ``fp16`` (GPU); ``int8`` (TensorRT on GPU, or a quantised export on CPU).
+        use_trt: TensorRT subgraphs on GPU with dynamic shapes ``trt_min/opt/max_shape``.
+        gpu_mem_mb: initial GPU memory pool.
+        ir_optim: graph optimisation passes (fusions); on by default.
+    """
+
+    name = "paddle_inference"
+
+    def __init__(
+        self,
+        model_dir: str,
+        device: str = "cpu",
+        cpu_threads: int | None = None,
+        enable_mkldnn: bool = True,
+        precision: str = "fp32",
+        use_trt: bool = False,
+        in_channels: int = 3,
+        trt_min_shape: Sequence[int] = (1, 3, 32, 32),
+        trt_opt_shape: Sequence[int] = (1, 3, 512, 512),
+        trt_max_shape: Sequence[int] = (1, 3, 2048, 2048),
+        gpu_mem_mb: int = 500,
+        ir_optim: bool = True,
+    ) -> None:
+        from paddle import inference as pi
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+        prog, params = find_model_files(model_dir)
+        config = pi.Config(prog, params)
+        config.disable_glog_info()
+        config.switch_ir_optim(ir_optim)
+        if prog.endswith(".pdmodel"):
+            # Paddle 3.3 PIR predictors fail with memory_optimize_pass ("Not find
+            # predictor_id 0 and pass_name memory_optimize_pass"); old-IR models use it.
+            config.enable_memory_optim()
+        dev = (device or "cpu").split(":")[0]
+        if dev == "gpu":
+            dev_id = int(device.split(":")[1]) if ":" in device else 0
+            config.enable_use_gpu(gpu_mem_mb, dev_id)
+            if use_trt:
+                prec = {
+                    "fp32": pi.PrecisionType.Float32,
+                    "fp16": pi.PrecisionType.Half,
+                    "bf16": pi.PrecisionType.Bfloat16,
+                    "int8": pi.PrecisionType.Int8,
+                }[precision]
+                config.enable_tensorrt_engine(
+                    workspace_size=1 << 30,
+                    max_batch_size=1,
+                    min_subgraph_size=3,
+                    precision_mode=prec,
+                    use_static=False,
+                    use_calib_mode=precision == "int8",
+                )
+                name = self._input_name_hint(model_dir)
+                shape = lambda s: [int(s[0]), int(in_channels), int(s[2]), int(s[3])]  # noqa: E731
+                config.set_trt_dynamic_shape_info(
+                    {name: shape(trt_min_shape)},
+                    {name: shape(trt_max_shape)},
+                    {name: shape(trt_opt_shape)},
+                )
+            elif precision == "fp16":
+                config.enable_use_gpu(gpu_mem_mb, dev_id, pi.PrecisionType.Half)
+            elif precision in ("bf16", "int8"):
+                raise ValueError(f"precision {precision} on GPU needs --use_trt")
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(int(cpu_threads or os.cpu_count() or 1))
+            if precision == "fp16":
+                raise ValueError("fp16 is a GPU precision; on CPU use bf16 (oneDNN) or fp32")
+            if enable_mkldnn or precision in ("bf16", "int8"):
+                config.enable_mkldnn()
+                # oneDNN caches primitives per input shape; tiles and image sizes vary,
+                # so keep the cache bounded instead of growing with every new size.
+                config.set_mkldnn_cache_capacity(10)
+                if precision == "bf16":
+                    config.enable_mkldnn_bfloat16()
+                elif precision == "int8":
+                    config.enable_mkldnn_int8()
+            else:
+                config.disable_mkldnn()
+        self.config = config
+        self.predictor = pi.create_predictor(config)
+        self.input_names: List[str] = list(self.predictor.get_input_names())
+        self.output_names: List[str] = list(self.predictor.get_output_names())
+        self.device, self.precision = dev, precision
+
+    @staticmethod
+    def _input_name_hint(model_dir: str) -> str:
+        import yaml
+
+        p = os.path.join(model_dir, "deploy.yaml")
+        if os.path.isfile(p):
+            with open(p, encoding="utf-8") as f:
+                return (yaml.safe_load(f) or {}).get("input_name", "x")
+        return "x"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        ih = self.predictor.get_input_handle(self.input_names[0])
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        ih.reshape(list(x.shape))
+        ih.copy_from_cpu(x)
+        self.predictor.run()
+        out = self.predictor.get_output_handle(self.output_names[0]).copy_to_cpu()
+        return np.asarray(out, dtype=np.float32)
+
+
+class OnnxRuntimeBackend(Backend):
+    """An exported ``model.onnx`` on ONNX Runtime (``pip install onnxruntime``)."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, model_path: str, cpu_threads: int | None = None, device: str = "cpu"
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError(
+                "ONNX Runtime is not installed: pip install onnxruntime (or ppRestore[onnx])"
+            ) from None
+        if os.path.isdir(model_path):
+            model_path = os.path.join(model_path, "model.onnx")
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(
+                f"{model_path}: no ONNX model; export with tools/export.py --format onnx"
+            )
+        so = ort.SessionOptions()
+        if cpu_threads:
+            so.intra_op_num_threads = int(cpu_threads)
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("gpu"):
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(model_path, so, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.asarray(out[0], dtype=np.float32)

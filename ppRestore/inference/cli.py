@@ -1,0 +1,71 @@
+"""Command-line pieces shared by tools/infer.py and deploy/python/infer.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_common_args", "infer_overrides", "run_and_report"]
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Arguments shared with deploy/python/infer.py."""
+    p.add_argument("--image_path", required=True, help="an image file, a folder or a glob pattern")
+    p.add_argument("--save_dir", default="output/restored", help="folder for the results")
+    p.add_argument("--device", default="cpu", help="cpu or gpu")
+    p.add_argument(
+        "--tile",
+        default=None,
+        help="tile size in pixels, or 'auto' (fits free memory); default: whole image",
+    )
+    p.add_argument(
+        "--tile_overlap",
+        type=int,
+        default=None,
+        help="overlap between tiles in pixels (default 32)",
+    )
+    p.add_argument(
+        "--max_memory",
+        type=float,
+        default=None,
+        help="GB budget for --tile auto (default: half the free memory, at most 4)",
+    )
+    p.add_argument(
+        "--self_ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="allow results to replace input files")
+    p.add_argument(
+        "--compare", action="store_true", help="also write NAME_compare.png (input | output)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def infer_overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    if args.tile is not None:
+        out["tile"] = None if str(args.tile).lower() in ("0", "none", "off") else args.tile
+    if args.tile_overlap is not None:
+        out["tile_overlap"] = args.tile_overlap
+    if args.self_ensemble:
+        out["self_ensemble"] = True
+    if args.max_memory is not None:
+        out["max_memory"] = args.max_memory * (1 << 30)
+    return out
+
+
+def run_and_report(predictor, args: argparse.Namespace) -> int:
+    from ppRestore.inference.batch import run_batch
+
+    print(f"ppRestore: {predictor.describe()}", file=sys.stderr)
+    res = run_batch(
+        predictor.restore_image,
+        args.image_path,
+        args.save_dir,
+        overwrite=args.overwrite,
+        compare=args.compare,
+        progress=not args.quiet,
+    )
+    print(res.summary(), file=sys.stderr)
+    if res.restored:
+        print(f"results in {args.save_dir}", file=sys.stderr)
+    return res.exit_code

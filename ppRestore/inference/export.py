@@ -1,0 +1,203 @@
+"""Export a trained model for Paddle Inference (and optionally ONNX).
+
+``paddle.jit.to_static`` traces the network with a dynamic ``N x C x H x W`` input
+(batch, height and width free), ``paddle.jit.save`` writes ``model.json`` (Paddle >= 3,
+PIR) or ``model.pdmodel`` (Paddle 2.x) plus ``model.pdiparams``, and ``deploy.yaml``
+records everything the predictor needs: model type, channel order (RGB), value range
+([0, 1]), ``pad_multiple``, ``scale``, colour handling, tile defaults and the measured
+memory per pixel. Padding happens in the predictor, so the exported graph takes any
+size that is a multiple of ``pad_multiple``.
+
+ONNX goes through ``paddle2onnx`` (optional: ``pip install paddle2onnx``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Sequence, Union
+
+import numpy as np
+
+__all__ = ["export_model", "export_onnx", "write_deploy_yaml", "DEPLOY_YAML"]
+
+DEPLOY_YAML = "deploy.yaml"
+
+
+def _wrap_first_output(model: Any) -> Any:
+    """A Layer returning only the restored image (models with aux outputs return a
+    dict/tuple, an inference graph needs one tensor)."""
+    import paddle
+
+    class _Restored(paddle.nn.Layer):
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+            out = self.net(x)
+            if isinstance(out, dict):
+                out = out["out"]
+            elif isinstance(out, (list, tuple)):
+                out = out[0]
+            return out
+
+    return _Restored(model)
+
+
+def write_deploy_yaml(save_dir: str, info: Dict[str, Any]) -> str:
+    import yaml
+
+    path = os.path.join(save_dir, DEPLOY_YAML)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            "# ppRestore exported model: read by deploy/python/infer.py and Predictor.from_exported\n"
+        )
+        yaml.safe_dump(info, f, sort_keys=False, allow_unicode=True)
+    return path
+
+
+def export_model(
+    config: Union[str, Dict[str, Any]],
+    model_path: str,
+    save_dir: str,
+    input_shape: Sequence[int] | None = None,
+    fmt: str = "paddle",
+    opts: list | None = None,
+    measure_memory: bool = True,
+    check: bool = True,
+    log=print,
+) -> Dict[str, Any]:
+    """Export the config's model with weights ``model_path`` into ``save_dir``.
+
+    Args:
+        input_shape: ``[N, C, H, W]``; -1 or None entries stay dynamic (default all but C).
+        fmt: ``paddle`` (Paddle Inference) or ``onnx`` (both are written: ONNX is
+            converted from the Paddle export).
+        measure_memory: measure bytes per pixel on Paddle Inference for ``--tile auto``.
+        check: run the exported model against the dynamic graph on an odd-sized image.
+
+    Returns:
+        The ``deploy.yaml`` content (plus ``max_abs_diff`` when checked).
+    """
+    import paddle
+
+    from ..builder import build_model
+    from ..config import apply_overrides, load_config, validate
+    from ..weights.safe_load import WeightsError, load_model_weights
+    from .predictor import InferOptions, Predictor, model_attributes
+
+    if fmt not in ("paddle", "onnx"):
+        raise ValueError(f"--format must be 'paddle' or 'onnx', got '{fmt}'")
+    cfg = (
+        load_config(config, opts or [])
+        if isinstance(config, str)
+        else validate(apply_overrides(config, opts or []))
+    )
+    if not model_path:
+        raise WeightsError("no weights given: pass --model_path; refusing to export random weights")
+    paddle.set_device("cpu")
+    model = build_model(cfg["model"])
+    load_model_weights(model, model_path)
+    model.eval()
+    attrs = model_attributes(model)
+    infer_cfg = dict(cfg.get("infer") or {})
+    options = InferOptions.merge(attrs, infer_cfg)
+    c = options.in_channels
+    shape = list(input_shape) if input_shape else [-1, c, -1, -1]
+    if len(shape) != 4:
+        raise ValueError(f"--input_shape needs 4 numbers N C H W, got {shape}")
+    shape = [None if (s is None or int(s) <= 0) else int(s) for s in shape]
+    if shape[1] is not None and shape[1] != c:
+        raise ValueError(f"--input_shape has {shape[1]} channels but the model takes {c}")
+    shape[1] = c
+    m = options.pad_multiple
+    for s in shape[2:]:
+        if s is not None and s % m:
+            raise ValueError(f"--input_shape H/W must be multiples of pad_multiple {m}, got {s}")
+    os.makedirs(save_dir, exist_ok=True)
+    spec = [paddle.static.InputSpec(list(shape), "float32", "x")]  # InputSpec edits its list
+    static = paddle.jit.to_static(_wrap_first_output(model), input_spec=spec, full_graph=True)
+    prefix = os.path.join(save_dir, "model")
+    paddle.jit.save(static, prefix)
+    model_file = "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
+    info: Dict[str, Any] = {
+        "model_type": cfg["model"]["type"],
+        "model": cfg["model"],
+        "task": cfg.get("task", ""),
+        "model_file": model_file,
+        "params_file": "model.pdiparams",
+        "input_name": "x",
+        "input_shape": [-1 if s is None else s for s in shape],
+        "layout": "NCHW",
+        "channel_order": "RGB",
+        "value_range": [0.0, 1.0],
+        "dtype": "float32",
+        "pad_multiple": options.pad_multiple,
+        "scale": options.scale,
+        "in_channels": options.in_channels,
+        "out_channels": options.out_channels,
+        "upsample_input": bool(options.upsample_input),
+        "infer": {
+            "color": options.color,
+            "gray_mode": options.gray_mode,
+            "pad_mode": options.pad_mode,
+            "tile": options.tile,
+            "tile_overlap": options.tile_overlap,
+            "self_ensemble": bool(options.self_ensemble),
+        },
+        "paddle_version": paddle.__version__,
+    }
+    # PmrNet (raw denoising) keeps its camera pipeline parameters in the config.
+    for key in ("raw", "k_sigma"):
+        if key in infer_cfg:
+            info[key] = infer_cfg[key]
+    raw_params = getattr(model, "raw_params", None)
+    if isinstance(raw_params, dict):
+        info["raw"] = raw_params
+    write_deploy_yaml(save_dir, info)
+
+    if check or measure_memory:
+        exported = Predictor.from_exported(save_dir, backend="paddle", enable_mkldnn=True)
+        if check:
+            rng = np.random.default_rng(0)
+            h, w = (shape[2] or 3 * m + 1), (shape[3] or 5 * m + 3)
+            if shape[2] is None and shape[3] is None:
+                h, w = -(-(h) // m) * m, -(-(w) // m) * m  # the graph sees padded sizes
+            x = rng.random((1, c, h, w), dtype=np.float32)
+            ref = Predictor.from_model(model).backend.run(x)
+            got = exported.backend.run(x)
+            diff = float(np.abs(ref - got).max())
+            info["max_abs_diff"] = diff
+            log(f"check: Paddle Inference vs dynamic graph at {h}x{w}: max |diff| = {diff:.2e}")
+        if measure_memory:
+            from .memory import measure_mem_per_pixel
+
+            mpp = measure_mem_per_pixel(exported.backend.run, c, multiple=m)
+            info["mem_per_pixel"] = round(mpp, 1)
+            log(f"memory: {mpp:.0f} bytes per input pixel on Paddle Inference (oneDNN)")
+        saved = {k: v for k, v in info.items() if k != "max_abs_diff"}
+        write_deploy_yaml(save_dir, saved)
+    if fmt == "onnx":
+        onnx_file = export_onnx(save_dir)
+        info["onnx_file"] = os.path.basename(onnx_file)
+        write_deploy_yaml(save_dir, {k: v for k, v in info.items() if k != "max_abs_diff"})
+        log(f"ONNX model: {onnx_file}")
+    return info
+
+
+def export_onnx(model_dir: str, opset_version: int = 13) -> str:
+    """Convert an exported Paddle model in ``model_dir`` to ``model_dir/model.onnx``."""
+    try:
+        import paddle2onnx
+    except ImportError:
+        raise ImportError(
+            "ONNX export needs paddle2onnx: pip install paddle2onnx onnxruntime (or ppRestore[onnx])"
+        ) from None
+    from .backends import find_model_files
+
+    prog, params = find_model_files(model_dir)
+    dst = os.path.join(model_dir, "model.onnx")
+    paddle2onnx.export(prog, params, dst, opset_version=opset_version, enable_onnx_checker=True)
+    if not os.path.isfile(dst):
+        raise RuntimeError(f"paddle2onnx did not write {dst}")
+    return dst

@@ -1,0 +1,375 @@
+"""Convert foreign (PyTorch, ...) checkpoints into ppRestore ``.pdparams``/``.safetensors``.
+
+Pipeline: :func:`read_foreign_checkpoint` (file -> flat ``{name: np.ndarray}``) ->
+the architecture's registered converter from ``registry.CONVERTERS`` (key renames /
+layout changes, living next to the model like timm's ``checkpoint_filter_fn``) -> strict
+:func:`safe_load.load_state_dict` into the default model -> :func:`safe_load.save_weights`.
+
+PyTorch zip checkpoints (``torch.save`` since 1.6) are read with ``torch.load(...,
+weights_only=True)`` when torch is installed, and otherwise by :func:`read_torch_zip`, a
+torch-free reader that unpickles ``data.pkl`` with the restricted unpickler widened by
+exactly the two tensor-rebuild functions and the typed-storage classes a state dict
+needs, so users without torch can convert too and nothing in the file can run code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import zipfile
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import numpy as np
+
+from .safe_load import (
+    RestrictedUnpickler,
+    UnsafeWeightsError,
+    WeightsError,
+    load_state_dict,
+    restricted_loads,
+    save_weights,
+)
+
+# arch name -> (MODELS type, default constructor kwargs). The defaults are the ones the
+# official checkpoints were trained with; ``model_kwargs`` overrides them for variants.
+ARCHS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    "cmfnet": ("CMFNet", {}),
+    "pmrnet": ("PmrNet", {"in_channels": 4}),  # sources: torch, mge
+    "srcnn": ("SRCNN", {}),  # key styles conv1/.. and features/map/reconstruction
+    "dncnn": ("DnCNN", {}),  # sources: saoyan (with BatchNorm), kair (BN folded)
+    "unet": ("UNet", {}),
+    "dmcnn": ("DMCNN", {}),
+}
+
+# Model arguments a checkpoint source implies, applied under the user's overrides:
+# KAIR's model_zoo DnCNNs have BatchNorm folded into conv biases.
+SOURCE_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "dncnn:kair": {"bn": False},
+}
+
+# Wrapper keys under which training scripts store the weights, tried in this order.
+WRAPPER_KEYS = ("state_dict", "model", "params")
+
+_TORCH_HINT = "pip install ppRestore[convert]"
+
+
+# --------------------------------------------------------------------------- torch zip
+class _TorchStorage:
+    """Stands in for ``torch.<Type>Storage`` classes: only carries the numpy dtype."""
+
+    def __init__(self, name: str, dtype: str) -> None:
+        self.name, self.dtype = name, dtype
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+
+# Typed storages a state dict can reference. BFloat16 has no numpy dtype: its raw
+# 16 bits are widened to float32 below.
+_STORAGES = {
+    name: _TorchStorage(name, dt)
+    for name, dt in {
+        "FloatStorage": "float32",
+        "DoubleStorage": "float64",
+        "HalfStorage": "float16",
+        "BFloat16Storage": "bfloat16",
+        "LongStorage": "int64",
+        "IntStorage": "int32",
+        "ShortStorage": "int16",
+        "CharStorage": "int8",
+        "ByteStorage": "uint8",
+        "BoolStorage": "bool",
+    }.items()
+}
+
+
+def _rebuild_tensor(
+    storage: np.ndarray,
+    storage_offset: int,
+    size: Tuple[int, ...],
+    stride: Tuple[int, ...],
+    *_ignored: Any,
+) -> np.ndarray:
+    """numpy twin of ``torch._utils._rebuild_tensor_v2``, with bounds checked first."""
+    if not isinstance(storage, np.ndarray):
+        raise UnsafeWeightsError("tensor rebuild without a storage")
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    offset = int(storage_offset)
+    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise WeightsError(f"bad tensor geometry size={size} stride={stride}")
+    if 0 in size:
+        return np.zeros(size, dtype=storage.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    # as_strided does no bounds checking: a crafted file could read arbitrary memory.
+    if offset < 0 or last >= storage.size:
+        raise WeightsError(
+            f"tensor of size {size} stride {stride} offset {offset} overruns its storage "
+            f"of {storage.size} elements"
+        )
+    item = storage.itemsize
+    view = np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=size, strides=[s * item for s in stride], writeable=False
+    )
+    return np.ascontiguousarray(view)
+
+
+def _rebuild_parameter(data: np.ndarray, *_ignored: Any) -> np.ndarray:
+    return data
+
+
+class TorchZipUnpickler(RestrictedUnpickler):
+    """Restricted unpickler for a torch zip's ``data.pkl``; storages come from the zip."""
+
+    _TORCH_GLOBALS: Dict[Tuple[str, str], Callable[..., Any]] = {
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    }
+
+    def __init__(self, file: Any, zf: zipfile.ZipFile, prefix: str, byteorder: str) -> None:
+        super().__init__(file, encoding="latin1")
+        self._zf, self._prefix, self._order = zf, prefix, "<" if byteorder == "little" else ">"
+        self._cache: Dict[str, np.ndarray] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._TORCH_GLOBALS:
+            return self._TORCH_GLOBALS[(module, name)]
+        if module == "torch" and name in _STORAGES:
+            return _STORAGES[name]
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> np.ndarray:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise UnsafeWeightsError(f"unsupported persistent id {pid!r:.80}")
+        storage_type, key = pid[1], pid[2]
+        if not isinstance(storage_type, _TorchStorage):
+            raise UnsafeWeightsError(f"unsupported storage type {storage_type!r:.80}")
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_]+", key):
+            raise UnsafeWeightsError(f"bad storage key {key!r:.80}")
+        if key not in self._cache:
+            try:
+                raw = self._zf.read(f"{self._prefix}/data/{key}")
+            except KeyError:
+                raise WeightsError(f"storage '{key}' missing from the archive") from None
+            if storage_type.dtype == "bfloat16":
+                bits = np.frombuffer(raw, dtype=self._order + "u2").astype(np.uint32) << 16
+                arr = bits.view(np.float32)
+            else:
+                arr = np.frombuffer(
+                    raw, dtype=np.dtype(storage_type.dtype).newbyteorder(self._order)
+                )
+                arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+            self._cache[key] = arr
+        return self._cache[key]
+
+
+def read_torch_zip(path: str) -> Any:
+    """Read a ``torch.save`` zip checkpoint into nested dicts of numpy arrays, torch-free."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise WeightsError(f"{path}: not a zip archive ({e})") from None
+    with zf:
+        pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkls) != 1:
+            raise WeightsError(f"{path}: not a PyTorch zip checkpoint (no single */data.pkl)")
+        prefix = pkls[0][: -len("/data.pkl")]
+        names = set(zf.namelist())
+        order = "little"
+        if f"{prefix}/byteorder" in names:
+            order = zf.read(f"{prefix}/byteorder").decode("ascii", "replace").strip()
+        up = TorchZipUnpickler(io.BytesIO(zf.read(pkls[0])), zf, prefix, order)
+        try:
+            return up.load()
+        except UnsafeWeightsError as e:
+            raise UnsafeWeightsError(f"{path}: {e}") from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+            raise WeightsError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+
+
+def _torch_load(path: str) -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise WeightsError(
+            f"{path}: reading this legacy (pre-1.6, non-zip) PyTorch checkpoint needs torch: "
+            f"{_TORCH_HINT}"
+        ) from None
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+
+    def to_np(o: Any) -> Any:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu()
+            return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        if isinstance(o, dict):
+            return {k: to_np(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return type(o)(to_np(v) for v in o)
+        return o
+
+    return to_np(obj)
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def unwrap_state_dict(obj: Any, key: str | None = None, source: str = "") -> Dict[str, np.ndarray]:
+    """Find the weights in a loaded checkpoint: ``obj[key]`` or the first of
+    :data:`WRAPPER_KEYS` holding a dict, else ``obj`` itself; strip DataParallel's
+    ``module.`` prefixes and keep only arrays (optimizer state, epochs are dropped)."""
+    where = f"{source}: " if source else ""
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{where}expected a dict checkpoint, got {type(obj).__name__}")
+    if key is not None:
+        if key not in obj:
+            raise WeightsError(
+                f"{where}no '{key}' entry; top-level keys: {sorted(map(str, obj))[:10]}"
+            )
+        obj = obj[key]
+    else:
+        for k in WRAPPER_KEYS:
+            if isinstance(obj.get(k), Mapping):
+                obj = obj[k]
+                break
+    out: Dict[str, np.ndarray] = {}
+    for k, v in obj.items():
+        if not isinstance(v, np.ndarray):
+            continue
+        k = str(k)
+        if k.startswith("module."):
+            k = k[len("module.") :]
+        if k in out:
+            raise WeightsError(f"{where}key '{k}' appears both with and without 'module.'")
+        out[k] = v
+    if not out:
+        raise WeightsError(f"{where}no arrays found in the checkpoint")
+    return out
+
+
+def read_foreign_checkpoint(
+    path: str, key: str | None = None, backend: str = "auto"
+) -> Dict[str, np.ndarray]:
+    """Read a foreign checkpoint into a flat ``{name: np.ndarray}`` state dict.
+
+    Args:
+        path: ``.pth``/``.pt``/``.ckpt`` (torch), ``.npz``, ``.safetensors`` or a plain pickle.
+        key: wrapper entry holding the weights; default tries ``state_dict``, ``model``,
+            ``params`` and then the bare dict.
+        backend: for torch zips, ``"torch"`` (``torch.load(weights_only=True)``),
+            ``"zip"`` (the torch-free :func:`read_torch_zip`) or ``"auto"`` (torch if
+            installed).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"checkpoint not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        return unwrap_state_dict(dict(load_file(path)), key, path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            return unwrap_state_dict({k: z[k] for k in z.files}, key, path)
+    if head[:2] == b"PK":
+        if backend not in ("auto", "torch", "zip"):
+            raise ValueError(f"backend must be auto, torch or zip, got {backend!r}")
+        use_torch = backend == "torch" or (backend == "auto" and _torch_available())
+        obj = _torch_load(path) if use_torch else read_torch_zip(path)
+        return unwrap_state_dict(obj, key, path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        obj = restricted_loads(data, source=path)
+    except UnsafeWeightsError:
+        # A legacy torch file references torch globals in its first pickle; only torch
+        # itself (weights_only) can read that format safely.
+        if _torch_available():
+            return unwrap_state_dict(_torch_load(path), key, path)
+        raise WeightsError(
+            f"{path}: not a numpy pickle; if it is a legacy PyTorch checkpoint, {_TORCH_HINT}"
+        ) from None
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        # Legacy torch files start with a pickled magic number.
+        return unwrap_state_dict(_torch_load(path), key, path)
+    return unwrap_state_dict(obj, key, path)
+
+
+# --------------------------------------------------------------------------- conversion
+def build_default_model(
+    arch: str, model_kwargs: Mapping[str, Any] | None = None, source: str | None = None
+) -> Any:
+    """Build the model ``arch`` converts into: its :data:`ARCHS` defaults, then the
+    source's :data:`SOURCE_DEFAULTS`, then ``model_kwargs``."""
+    from ..registry import MODELS
+
+    if arch not in ARCHS:
+        import difflib
+
+        close = difflib.get_close_matches(arch, ARCHS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise WeightsError(f"unknown arch '{arch}'.{hint} Known: {', '.join(sorted(ARCHS))}")
+    model_type, defaults = ARCHS[arch]
+    implied = SOURCE_DEFAULTS.get(f"{arch}:{source}", {}) if source else {}
+    cfg = {"type": model_type, **defaults, **implied, **dict(model_kwargs or {})}
+    return MODELS.build(cfg)
+
+
+def get_converter(arch: str, source: str | None = None) -> Callable[..., Dict[str, np.ndarray]]:
+    """The converter registered as ``"<arch>:<source>"`` (or ``"<arch>"``); identity if
+    ``arch`` registers none (its keys already match)."""
+    from ..registry import CONVERTERS
+
+    if source:
+        return CONVERTERS.get(f"{arch}:{source}")
+    if arch in CONVERTERS:
+        return CONVERTERS.get(arch)
+    return lambda state, model: dict(state)
+
+
+def convert_state_dict(
+    arch: str,
+    state: Mapping[str, np.ndarray],
+    source: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    src_name: str = "",
+) -> Any:
+    """Convert an in-memory foreign state dict; returns the loaded Paddle model."""
+    model = build_default_model(arch, model_kwargs, source)
+    converted = get_converter(arch, source)(dict(state), model)
+    load_state_dict(model, converted, strict=True, source=src_name)
+    return model
+
+
+def convert_checkpoint(
+    arch: str,
+    src: str,
+    dst: str,
+    source: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    key: str | None = None,
+    backend: str = "auto",
+) -> Dict[str, Any]:
+    """Read ``src``, convert for ``arch``, load strictly, save to ``dst``.
+
+    ``dst`` ending in ``.safetensors`` writes safetensors, anything else ``.pdparams``.
+
+    Returns:
+        A summary: ``{"arch", "src", "dst", "num_tensors", "num_params"}``.
+    """
+    state = read_foreign_checkpoint(src, key=key, backend=backend)
+    model = convert_state_dict(arch, state, source=source, model_kwargs=model_kwargs, src_name=src)
+    out_state = model.state_dict()
+    save_weights(out_state, dst)
+    num_params = sum(int(np.prod(p.shape)) for p in model.parameters())
+    return {
+        "arch": arch,
+        "src": src,
+        "dst": dst,
+        "num_tensors": len(out_state),
+        "num_params": num_params,
+    }

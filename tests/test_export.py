@@ -1,0 +1,88 @@
+"""Export round trip: dynamic graph vs Paddle Inference (oneDNN) vs ONNX Runtime."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import paddle
+import pytest
+import toy_models  # noqa: F401
+
+from ppRestore.inference.backends import find_model_files
+from ppRestore.inference.export import export_model
+from ppRestore.inference.predictor import Predictor, load_deploy_yaml
+from ppRestore.registry import MODELS
+from ppRestore.weights.safe_load import WeightsError, save_weights
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("export")
+    paddle.seed(0)
+    model = MODELS.get("_ToyDownUp")()
+    save_weights(model.state_dict(), str(d / "w.pdparams"))
+    info = export_model(
+        {"model": {"type": "_ToyDownUp"}, "infer": {"tile_overlap": 8}},
+        str(d / "w.pdparams"),
+        str(d / "out"),
+        log=lambda m: None,
+    )
+    return model, d / "out", info
+
+
+def test_export_writes_files_and_deploy_yaml(exported):
+    _, out, info = exported
+    prog, params = find_model_files(str(out))
+    assert os.path.basename(prog) in ("model.json", "model.pdmodel") and os.path.isfile(params)
+    y = load_deploy_yaml(str(out))
+    assert y["pad_multiple"] == 4 and y["scale"] == 1 and y["channel_order"] == "RGB"
+    assert y["value_range"] == [0.0, 1.0] and y["infer"]["tile_overlap"] == 8
+    assert y["mem_per_pixel"] > 0
+    assert info["max_abs_diff"] < 1e-4
+
+
+def test_paddle_inference_matches_dynamic_at_odd_size(exported):
+    model, out, _ = exported
+    img = np.random.default_rng(0).random((37, 53, 3), dtype=np.float32)  # not a multiple of 4
+    ref = Predictor.from_model(model).predict(img)
+    for mkldnn in (True, False):
+        got = Predictor.from_exported(str(out), enable_mkldnn=mkldnn, cpu_threads=1).predict(img)
+        assert got.shape == (37, 53, 3)
+        np.testing.assert_allclose(got, ref, atol=1e-4)
+    # tiled inference on the exported model works with the deploy.yaml defaults
+    tiled = Predictor.from_exported(str(out), tile=16).predict(img)
+    assert tiled.shape == (37, 53, 3)
+
+
+def test_find_model_files_accepts_legacy_pdmodel(tmp_path):
+    (tmp_path / "model.pdmodel").write_bytes(b"x")
+    (tmp_path / "model.pdiparams").write_bytes(b"x")
+    assert find_model_files(str(tmp_path))[0].endswith("model.pdmodel")
+    os.remove(tmp_path / "model.pdiparams")
+    with pytest.raises(FileNotFoundError, match="pdiparams"):
+        find_model_files(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="export"):
+        find_model_files(str(tmp_path / "nothing"))
+
+
+def test_export_refuses_missing_weights(tmp_path):
+    with pytest.raises(WeightsError):
+        export_model(
+            {"model": {"type": "_ToyCNN"}}, str(tmp_path / "nope.pdparams"), str(tmp_path / "o")
+        )
+    assert not (tmp_path / "o" / "deploy.yaml").exists()
+
+
+def test_onnx_matches_paddle(exported, tmp_path):
+    # ONNX is an optional extra (ppRestore[onnx]); skipped only when it is not installed.
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from ppRestore.inference.export import export_onnx
+
+    model, out, _ = exported
+    export_onnx(str(out))
+    img = np.random.default_rng(1).random((29, 41, 3), dtype=np.float32)
+    ref = Predictor.from_model(model).predict(img)
+    got = Predictor.from_exported(str(out), backend="onnx").predict(img)
+    np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -1,0 +1,184 @@
+"""tools/infer.py, tools/export.py and deploy/python/infer.py as a user runs them.
+
+The CLIs run in a subprocess; the test-only models are registered by importing
+``toy_models`` first (``python -c`` wrapper), everything else is the real CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import pytest
+import toy_models  # noqa: F401
+import yaml
+
+from ppRestore.data.io import read_image, write_image
+from ppRestore.inference.batch import output_path
+from ppRestore.registry import MODELS
+from ppRestore.weights.safe_load import save_weights
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, "tests")
+
+
+def run_cli(script: str, *args: str) -> subprocess.CompletedProcess:
+    code = (
+        "import sys, runpy, toy_models; "
+        f"sys.argv = [{script!r}] + sys.argv[1:]; "
+        f"runpy.run_path({os.path.join(REPO, script)!r}, run_name='__main__')"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, TESTS]), GLOG_minloglevel="3")
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    paddle.seed(0)
+    save_weights(MODELS.get("_ToyDownUp")().state_dict(), str(d / "w.pdparams"))
+    (d / "toy.yml").write_text(yaml.safe_dump({"model": {"type": "_ToyDownUp"}, "task": "test"}))
+    imgs = d / "imgs"
+    rng = np.random.default_rng(0)
+    write_image(str(imgs / "a.png"), rng.integers(0, 256, (21, 30, 3), dtype=np.uint8))
+    write_image(str(imgs / "b.jpg"), rng.integers(0, 256, (17, 13, 3), dtype=np.uint8))
+    write_image(str(imgs / "grey.png"), rng.integers(0, 256, (9, 11, 1), dtype=np.uint8))
+    write_image(str(imgs / "c16.tif"), rng.integers(0, 65535, (10, 12, 3), dtype=np.uint16))
+    (imgs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    return d
+
+
+def test_infer_file(setup, tmp_path):
+    d = setup
+    r = run_cli(
+        "tools/infer.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "w.pdparams"),
+        "--image_path",
+        str(d / "imgs" / "a.png"),
+        "--save_dir",
+        str(tmp_path),
+        "--compare",
+    )
+    assert r.returncode == 0, r.stderr
+    out = read_image(str(tmp_path / "a.png"))
+    assert out.data.shape == (21, 30, 3)
+    assert read_image(str(tmp_path / "a_compare.png")).data.shape == (21, 30 * 2 + 8, 3)
+    assert "1 restored, 0 failed" in r.stderr
+
+
+def test_infer_folder_with_a_broken_file(setup, tmp_path):
+    d = setup
+    r = run_cli(
+        "tools/infer.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "w.pdparams"),
+        "--image_path",
+        str(d / "imgs"),
+        "--save_dir",
+        str(tmp_path / "out"),
+        "--tile",
+        "8",
+        "--tile_overlap",
+        "4",
+    )
+    assert r.returncode == 1  # one file failed
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("FAILED")]
+    assert len(failed) == 1 and "broken.png" in failed[0]
+    assert "4 restored, 1 failed: broken.png" in r.stderr
+    for name in ("a.png", "b.jpg", "grey.png", "c16.tif"):
+        src = read_image(str(d / "imgs" / name))
+        out = read_image(output_path(name, str(tmp_path / "out"), src.data.dtype))
+        assert out.data.shape == src.data.shape and out.data.dtype == src.data.dtype
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.jpg", "c16.tif", "grey.png"]
+
+
+def test_infer_refuses_to_overwrite_inputs_and_missing_weights(setup, tmp_path):
+    d = setup
+    before = (d / "imgs" / "a.png").read_bytes()
+    r = run_cli(
+        "tools/infer.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "w.pdparams"),
+        "--image_path",
+        str(d / "imgs" / "a.png"),
+        "--save_dir",
+        str(d / "imgs"),
+    )
+    assert r.returncode != 0 and "--overwrite" in r.stderr
+    assert (d / "imgs" / "a.png").read_bytes() == before
+    r = run_cli(
+        "tools/infer.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "missing.pdparams"),
+        "--image_path",
+        str(d / "imgs" / "a.png"),
+        "--save_dir",
+        str(tmp_path / "o"),
+    )
+    assert r.returncode != 0 and "missing.pdparams" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+
+
+def test_export_then_deploy_infer(setup, tmp_path):
+    d = setup
+    r = run_cli(
+        "tools/export.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "w.pdparams"),
+        "--save_dir",
+        str(tmp_path / "exp"),
+        "--no_measure_memory",
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "exp" / "deploy.yaml").is_file()
+    r = run_cli(
+        "deploy/python/infer.py",
+        "--config",
+        str(tmp_path / "exp" / "deploy.yaml"),
+        "--image_path",
+        str(d / "imgs" / "*.png"),
+        "--save_dir",
+        str(tmp_path / "res"),
+        "--cpu_threads",
+        "1",
+        "--enable_mkldnn",
+    )
+    assert r.returncode == 1  # broken.png
+    assert "2 restored, 1 failed: broken.png" in r.stderr
+    # the deploy result equals the dynamic-graph result (same pre/post-processing)
+    r2 = run_cli(
+        "tools/infer.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "w.pdparams"),
+        "--image_path",
+        str(d / "imgs" / "a.png"),
+        "--save_dir",
+        str(tmp_path / "dyn"),
+    )
+    assert r2.returncode == 0, r2.stderr
+    a = read_image(str(tmp_path / "res" / "a.png")).data.astype(int)
+    b = read_image(str(tmp_path / "dyn" / "a.png")).data.astype(int)
+    assert np.abs(a - b).max() <= 1
