@@ -147,3 +147,39 @@ def test_workers_do_not_change_the_trajectory(tmp_path):
     for o in outs[1:]:
         for k in o:
             np.testing.assert_array_equal(o[k], outs[0][k])
+
+
+def _all_configs():
+    import glob
+    import os
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    return sorted(
+        p
+        for p in glob.glob(os.path.join(root, "**", "*.yml"), recursive=True)
+        if "_base_" not in os.path.basename(p) and "/_base_/" not in p
+    )
+
+
+@pytest.mark.parametrize("path", _all_configs(), ids=lambda p: p.split("configs/")[-1])
+def test_every_config_builds_its_training_parts(path):
+    """Loss, schedule, optimizer and trainer options of every shipped config build."""
+    from ppRestore.config import load_config
+    from ppRestore.engine.trainer import options_from_config
+    from ppRestore.losses import build_loss
+
+    cfg = load_config(path)
+    opts = options_from_config(cfg)
+    assert opts.iters > 0 and opts.batch_size > 0
+    loss = dict(cfg.get("loss") or {"type": "L1Loss"})
+    if "types" in loss:  # PerceptualLoss needs a local VGG19 file: tested in test_losses.py
+        keep = [i for i, t in enumerate(loss["types"]) if t.get("type") != "PerceptualLoss"]
+        loss = {
+            "types": [loss["types"][i] for i in keep],
+            "coef": [loss.get("coef", [1.0] * 99)[i] for i in keep],
+        }
+    if loss.get("types") != []:
+        build_loss(loss)
+    sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
+    build_optimizer(cfg.get("optimizer"), paddle.nn.Linear(2, 2).parameters(), sched)
+    assert sched.get_lr() >= 0
