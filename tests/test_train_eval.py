@@ -47,3 +47,31 @@ def test_evaluator_identity_and_csv(tmp_path):
     assert lines[0] == "name,psnr,ssim,input_psnr,input_ssim"
     assert [ln.split(",")[0] for ln in lines[1:]] == ["img00.png", "img01.png", "img02.png", "mean"]
     assert len(res.samples) == 3 and res.samples[0][2].shape == (3, 30, 30)
+
+
+def test_official_cmfnet_config_trains_two_iterations(tmp_path):
+    """configs/cmfnet/cmfnet_deblur.yml end to end (tiny widths, tiny paired folder)."""
+    from ppRestore.config import load_config
+    from ppRestore.engine.trainer import Trainer
+
+    for split in ("train", "test"):
+        make_images(str(tmp_path / split / "input"), n=2, size=24, seed=1)
+        make_images(str(tmp_path / split / "target"), n=2, size=24, seed=2)
+    cfg_path = os.path.join(
+        os.path.dirname(os.path.dirname(__file__)), "configs", "cmfnet", "cmfnet_deblur.yml"
+    )
+    cfg = load_config(
+        cfg_path,
+        [
+            "model.n_feat=4", "model.scale_unetfeats=2", "model.reduction=2", "iters=2",
+            f"train_dataset.dataset_root={tmp_path / 'train'}", f"val_dataset.dataset_root={tmp_path / 'test'}",
+            "train_dataset.transforms=[{type: PadToSize, size: [32, 32]}, {type: PairedRandomCrop, crop_size: 32}, {type: PairedRandomFlipRot}]",
+            "val_dataset.transforms=[{type: PairedCenterCrop, crop_size: 16}]",
+        ],
+    )  # fmt: skip
+    res = Trainer.from_config(
+        cfg, save_dir=str(tmp_path / "o"), do_eval=True, save_interval=2, log_iters=1
+    ).train()
+    assert (
+        res["iteration"] == 2 and res["checkpoint"].endswith("iter_2") and res["best"]["iter"] == 2
+    )
