@@ -183,3 +183,31 @@ def test_every_config_builds_its_training_parts(path):
     sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
     build_optimizer(cfg.get("optimizer"), paddle.nn.Linear(2, 2).parameters(), sched)
     assert sched.get_lr() >= 0
+
+
+def test_to_static_training_matches_dynamic(tmp_path):
+    import tests.tiny_models  # noqa: F401
+    from ppRestore.config import load_config
+    from ppRestore.engine.trainer import Trainer
+    from ppRestore.weights.safe_load import load_weights
+    from tests.train_utils import tiny_config
+
+    path = tiny_config(str(tmp_path), iters=3, save_interval=3)
+    for st in (False, True):
+        Trainer.from_config(
+            load_config(path, [f"train.to_static={st}"]), save_dir=str(tmp_path / f"o{st}")
+        ).train()
+    a = load_weights(tmp_path / "oFalse" / "iter_3" / "model.pdparams")
+    b = load_weights(tmp_path / "oTrue" / "iter_3" / "model.pdparams")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-6)
+    aux = load_config(
+        path,
+        [
+            "train.to_static=true",
+            "loss.types=[{type: L1Loss}, {type: AuxFeatL2}]",
+            "loss.coef=[1, 1]",
+        ],
+    )
+    vals = Trainer.from_config(aux, save_dir=str(tmp_path / "aux")).train_step()
+    assert vals["loss_AuxFeatL2"] > 0

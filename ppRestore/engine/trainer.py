@@ -56,6 +56,7 @@ class TrainOptions:
     use_vdl: bool = False
     num_workers: int = 0
     use_shared_memory: bool = True
+    to_static: bool = False  # train through paddle.jit.to_static (opt-in, see docs)
     resume_model: str | None = None
     device: str | None = None
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -213,11 +214,17 @@ class Trainer:
         self._iter_data = None
 
     def _wrap_model(self) -> Any:
-        if self.world > 1:
-            import paddle
+        import paddle
 
-            return paddle.DataParallel(self.model)
-        return self.model
+        model = self.model
+        if self.opts.to_static:
+            # Measured on CPU (benchmarks/bench_train.py): within a few percent of dynamic
+            # mode for more memory, so it is opt-in; never combine it with FLAGS_use_mkldnn
+            # (crashes with paddle 3.3.1 CPU).
+            model = paddle.jit.to_static(model, full_graph=True)
+        if self.world > 1:
+            return paddle.DataParallel(model)
+        return model
 
     # ------------------------------------------------------------------ data
     def _next_batch(self) -> tuple:
@@ -473,7 +480,7 @@ class _null:
 _TRAIN_KEYS = {
     "save_interval", "log_iters", "eval_interval", "keep_checkpoint_max", "accum_steps",
     "ema", "ema_decay", "precision", "amp_level", "seed", "num_workers", "use_shared_memory",
-    "use_vdl", "do_eval",
+    "use_vdl", "do_eval", "to_static",
 }  # fmt: skip
 
 
