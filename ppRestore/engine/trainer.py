@@ -164,7 +164,7 @@ class Trainer:
             if "val_dataset" not in cfg:
                 raise ValueError("--do_eval needs a 'val_dataset:' section in the config")
             val_ds = build_dataset(cfg["val_dataset"], mode="val", seed=opts.seed)
-            evaluator = Evaluator(val_ds, **(cfg.get("val") or {}))
+            evaluator = Evaluator(val_ds, infer_cfg=cfg.get("infer"), **(cfg.get("val") or {}))
         sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
         optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)
         if dist.is_main():
