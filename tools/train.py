@@ -55,6 +55,7 @@ def main(argv=None) -> int:
 
     from ppRestore.engine.checkpoint import CheckpointError
     from ppRestore.engine.trainer import NonFiniteLossError, Trainer
+    from ppRestore.weights.safe_load import WeightsError
 
     overrides = {
         k: getattr(args, k)
@@ -79,12 +80,19 @@ def main(argv=None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except CheckpointError as e:  # --resume_model names an incomplete/unreadable checkpoint
+    except (
+        ConfigError,
+        RegistryError,
+        ValueError,
+        FileNotFoundError,
+        CheckpointError,
+        WeightsError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ConfigError, RegistryError, ValueError, FileNotFoundError) as e:
+    except OSError as e:  # e.g. ENOSPC while saving: earlier checkpoints are intact
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     if result["stopped_by_signal"] == signal.SIGINT:
         return 130
     return 0

@@ -64,7 +64,9 @@ def main(argv=None) -> int:
     from ppRestore.data.io import ImageReadError, ImageWriteError
 
     try:
-        res = Evaluator(ds, **val).evaluate(model, save_dir=args.save_dir)
+        res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(
+            model, save_dir=args.save_dir
+        )
         summary = {"images": len(res.rows), **res.as_dict(), "model_path": args.model_path, **val}
         with open(os.path.join(args.save_dir, "summary.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
@@ -75,7 +77,11 @@ def main(argv=None) -> int:
         return 1
     print(
         f"[EVAL] {len(res.rows)} images, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
-        + (f", degraded input PSNR: {res.input_psnr:.4f}" if res.input_psnr is not None else "")
+        + (
+            f", degraded input PSNR: {res.input_psnr:.4f}, SSIM: {res.input_ssim:.4f}"
+            if res.input_psnr is not None
+            else ""
+        )
     )
     print(f"per-image CSV: {os.path.join(args.save_dir, 'per_image.csv')}")
     return 0
