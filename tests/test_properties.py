@@ -46,19 +46,6 @@ def test_pad_crop_round_trip(c, h, w, multiple, mode):
     np.testing.assert_array_equal(raw.crop_padding(padded, pads), x)
 
 
-@PROPS
-@given(sizes, sizes, st.sampled_from([1, 2, 4, 8, 16]))
-def test_evaluator_pad_keeps_top_left(h, w, multiple):
-    paddle = pytest.importorskip("paddle")
-    from ppRestore.engine.evaluator import pad_to_multiple
-
-    x = paddle.to_tensor(np.random.default_rng(h * 7 + w).random((1, 2, h, w)).astype("float32"))
-    xp, ph, pw = pad_to_multiple(x, multiple)
-    assert xp.shape[2] % multiple == 0 and xp.shape[3] % multiple == 0
-    assert xp.shape[2] == h + ph and xp.shape[3] == w + pw and ph < multiple and pw < multiple
-    np.testing.assert_array_equal(xp.numpy()[:, :, :h, :w], x.numpy())
-
-
 # ---------------------------------------------------------------- Bayer
 
 
