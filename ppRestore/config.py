@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-from typing import Any, Dict, Iterable, List, Optional
+import re
+import reprlib
+from typing import Any, Dict, Iterable, List
 
 import yaml
 
@@ -42,6 +44,70 @@ TOP_LEVEL_SCHEMA: Dict[str, tuple] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads ``1e-4`` as a float (YAML 1.2; PyYAML's 1.1 rules
+    make it the *string* "1e-4", so ``learning_rate: 1e-4`` would silently break) and
+    refuses duplicate keys (a repeated ``iters:`` is a mistake, not "last one wins")."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            try:
+                key = self.construct_object(key_node, deep=True)
+                hash(key)
+            except TypeError:
+                continue  # unhashable keys: let PyYAML report them
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key '{key}' (first at line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes strings that :class:`_Loader` would read as floats (``"1e5"``) quoted, and
+    strings holding YAML line breaks other than ``\\n`` (NEL, LS, PS) double-quoted, where
+    they are escaped (plain or single-quoted they would read back as spaces)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(c in value for c in "\x85\u2028\u2029"):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+
+
+def _yaml_load(stream: Any) -> Any:
+    """What ``yaml.safe_load`` does, with :class:`_Loader`."""
+    loader = _Loader(stream)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for messages (a YAML alias bomb must not explode the error text)."""
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring = 2, 4, 4, 60
+    text = r.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _merge(base: Dict[str, Any], child: Dict[str, Any]) -> Dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in child.items():
@@ -60,11 +126,22 @@ def _read_yaml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = _yaml_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = " ".join(str(e.problem or e.context or "syntax error").split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 - e.g. ValueError for a date like 2024-13-45
+        raise ConfigError(f"{path}: not valid YAML: {type(e).__name__}: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -72,7 +149,31 @@ def _read_yaml(path: str) -> Dict[str, Any]:
     return data
 
 
-def _load_with_bases(path: str, _seen: Optional[List[str]] = None) -> Dict[str, Any]:
+def _strip_inherited(node: Any, _memo: Dict[int, Any] | None = None) -> Any:
+    """Drop the ``_inherited_`` merge markers once merging is done (a marker left in a
+    ``model:`` section would reach the constructor as an unknown argument).
+
+    Shared sub-trees (YAML anchors/aliases) are visited once, so an alias bomb costs
+    nothing here."""
+    memo = {} if _memo is None else _memo
+    if not isinstance(node, (dict, list)):
+        return node
+    if id(node) in memo:
+        return memo[id(node)]
+    if isinstance(node, dict):
+        out: Any = {}
+        memo[id(node)] = out
+        for k, v in node.items():
+            if k != "_inherited_":
+                out[k] = _strip_inherited(v, memo)
+    else:
+        out = []
+        memo[id(node)] = out
+        out.extend(_strip_inherited(v, memo) for v in node)
+    return out
+
+
+def _load_with_bases(path: str, _seen: List[str] | None = None) -> Dict[str, Any]:
     path = os.path.abspath(path)
     seen = list(_seen or [])
     if path in seen:
@@ -86,45 +187,63 @@ def _load_with_bases(path: str, _seen: Optional[List[str]] = None) -> Dict[str, 
         raise ConfigError(f"{path}: _base_ must be a path or a list of paths")
     merged: Dict[str, Any] = {}
     for b in bases:
-        merged = _merge(merged, _load_with_bases(os.path.join(os.path.dirname(path), b), seen))
-    return _merge(merged, cfg)
+        base_path = os.path.join(os.path.dirname(path), b)
+        if not os.path.isfile(base_path):
+            raise ConfigError(f"{path}: _base_ file not found: {b}")
+        merged = _merge(merged, _load_with_bases(base_path, seen))
+    merged = _merge(merged, cfg)
+    return merged if _seen else _strip_inherited(merged)
 
 
 def parse_override(item: str) -> tuple:
     """Split ``a.b.c=value`` into (["a","b","c"], parsed value)."""
     if "=" not in item:
-        raise ConfigError(f"override '{item}' must look like key.subkey=value")
+        raise ConfigError(f"override {item!r} must look like key.subkey=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{item}': empty key segment")
+        raise ConfigError(f"override {item!r}: empty key segment")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw  # keep as a plain string, e.g. a path with a colon
+        value = _yaml_load(raw) if raw.strip() else ""
+    except Exception:  # noqa: BLE001 - not YAML: keep it as a plain string (a path, ...)
+        value = raw
     return key.split("."), value
 
 
 def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
-    """Apply dotted overrides; an unknown intermediate key is an error with a suggestion."""
+    """Apply dotted overrides; an unknown top-level key is an error with a suggestion.
+
+    A segment that is an integer indexes into a list (``train_dataset.transforms.0.size=64``).
+    Keys below the top level are checked later, by the constructor they are passed to.
+    """
     cfg = copy.deepcopy(cfg)
     for item in overrides or []:
+        if not isinstance(item, str):
+            raise ConfigError(f"override {item!r} must be a string like key.subkey=value")
         parts, value = parse_override(item)
-        node = cfg
-        for i, p in enumerate(parts[:-1]):
-            if p not in node:
-                if i == 0:
-                    _check_key(p, TOP_LEVEL_SCHEMA, f"override '{item}'")
-                node[p] = {}
-            if not isinstance(node[p], dict):
+        _check_key(parts[0], TOP_LEVEL_SCHEMA, f"override {item!r}")
+        node: Any = cfg
+        for i, p in enumerate(parts):
+            last = i == len(parts) - 1
+            above = ".".join(parts[:i])
+            if isinstance(node, list):
+                if not re.fullmatch(r"-?[0-9]+", p) or not -len(node) <= int(p) < len(node):
+                    raise ConfigError(
+                        f"override {item!r}: {above!r} is a list of "
+                        f"{len(node)}; {p!r} is not a valid index"
+                    )
+                p = int(p)
+            elif not isinstance(node, dict):
                 raise ConfigError(
-                    f"override '{item}': '{'.'.join(parts[: i + 1])}' is a "
-                    f"{type(node[p]).__name__}, not a mapping"
+                    f"override {item!r}: {above!r} holds {type(node).__name__} "
+                    f"{_short(node)}, not a mapping"
                 )
-            node = node[p]
-        if len(parts) == 1:
-            _check_key(parts[0], TOP_LEVEL_SCHEMA, f"override '{item}'")
-        node[parts[-1]] = value
+            if last:
+                node[p] = value
+            else:
+                if isinstance(node, dict) and (p not in node or node[p] is None):
+                    node[p] = {}
+                node = node[p]
     return cfg
 
 
@@ -133,21 +252,36 @@ def _check_key(key: str, valid: Iterable[str], where: str) -> None:
     if key not in valid:
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{where}: unknown key '{key}'.{hint} Valid keys: {', '.join(valid)}")
+        raise ConfigError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(valid)}")
 
 
 def validate(cfg: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
     """Check top-level keys and their types; return ``cfg`` unchanged."""
     for k, v in cfg.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"{source}: top-level keys must be names, got {_short(k)}")
         _check_key(k, TOP_LEVEL_SCHEMA, source)
         types = TOP_LEVEL_SCHEMA[k]
         if isinstance(v, bool) or not isinstance(v, types):
-            want = " or ".join(t.__name__ for t in types)
-            raise ConfigError(f"{source}: '{k}' must be a {want}, got {type(v).__name__} ({v!r})")
+            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+            raise ConfigError(
+                f"{source}: '{k}' must be {want}, got {type(v).__name__} ({_short(v)})"
+            )
+        if k in ("iters", "batch_size") and v < 1:
+            raise ConfigError(f"{source}: '{k}' must be at least 1, got {v}")
     for section in ("model", "train_dataset", "val_dataset", "test_dataset"):
-        if section in cfg and "type" not in cfg[section]:
-            raise ConfigError(f"{source}: '{section}' needs a 'type:' key")
+        if section in cfg:
+            if "type" not in cfg[section]:
+                raise ConfigError(f"{source}: '{section}' needs a 'type:' key")
+            t = cfg[section]["type"]
+            if not isinstance(t, str) or not t:
+                raise ConfigError(
+                    f"{source}: '{section}.type' must be a class name, got {_short(t)}"
+                )
     return cfg
+
+
+_TYPE_NAMES = {int: "an integer", str: "a string", dict: "a mapping", list: "a list"}
 
 
 def load_config(path: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
@@ -161,4 +295,4 @@ def save_config(cfg: Dict[str, Any], path: str) -> None:
     """Write the resolved config (after bases and overrides) next to a run's outputs."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
+        yaml.dump(cfg, f, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable, Dict, Iterable, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterable, TypeVar
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ class Registry:
         self._loaded = False
         self._import_errors: Dict[str, str] = {}
 
-    def register(self, obj: Optional[T] = None, *, name: Optional[str] = None) -> Any:
+    def register(self, obj: T | None = None, *, name: str | None = None) -> Any:
         """Register ``obj`` (usable as ``@REG.register`` or ``@REG.register(name="X")``)."""
 
         def _do(o: T) -> T:
@@ -68,13 +68,18 @@ class Registry:
 
     def get(self, key: str) -> Any:
         """Return the object registered as ``key`` or raise with suggestions."""
+        if not isinstance(key, str):
+            raise RegistryError(
+                f"a {self.name} 'type:' must be a class name, got {type(key).__name__} ({key!r:.60})"
+            )
         self._load()
         if key in self._items:
             return self._items[key]
         close = difflib.get_close_matches(key, self._items, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        # Same line (a CLI prints one line per error): which optional modules are broken.
         broken = "".join(
-            f"\n  (module {m} failed to import: {err})" for m, err in self._import_errors.items()
+            f"; module {m} failed to import ({err})" for m, err in self._import_errors.items()
         )
         raise RegistryError(
             f"unknown {self.name} type '{key}'.{hint} Known: {', '.join(sorted(self._items))}"
@@ -98,8 +103,62 @@ class Registry:
         return build_callable(self.get(cfg["type"]), kwargs, f"{self.name} {cfg['type']}")
 
 
+def _type_problem(value: Any, annotation: Any) -> str | None:
+    """What ``value`` should be if it does not fit ``annotation``, else None.
+
+    Only plain annotations are checked (int, float, bool, str, list/tuple/sequence,
+    dict, and Optional/Union of those); anything fancier is trusted to the constructor.
+    """
+    import collections.abc
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":  # X | Y on 3.10+
+        args = typing.get_args(annotation)
+        problems = [_type_problem(value, a) for a in args]
+        if any(p is None for p in problems):
+            return None
+        if any(p == "" for p in problems):  # an argument we cannot judge
+            return None
+        return " or ".join(problems)
+    if annotation is type(None):
+        return None if value is None else "null"
+    base = origin or annotation
+    if base is bool:
+        return None if isinstance(value, bool) else "true/false"
+    if base is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "a number"
+    if base is str:
+        return None if isinstance(value, str) else "a string"
+    if base in (list, tuple, collections.abc.Sequence):
+        return None if isinstance(value, (list, tuple)) else "a list"
+    if base in (dict, collections.abc.Mapping):
+        return None if isinstance(value, dict) else "a mapping"
+    return ""  # not judged
+
+
+def _annotations(fn: Callable[..., Any]) -> Dict[str, Any]:
+    import inspect
+    import typing
+
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable string annotations: skip type checks
+        return {}
+
+
 def build_callable(fn: Callable[..., T], kwargs: Dict[str, Any], what: str) -> T:
-    """Call ``fn(**kwargs)``; an unknown keyword becomes an error naming the closest valid one."""
+    """Call ``fn(**kwargs)`` after checking the keywords against its signature.
+
+    An unknown keyword names the closest valid one; a missing required one is named; a
+    value that does not fit a plain type annotation (``int``, ``float``, ``bool``,
+    ``str``, lists, ``Optional[...]``) is refused before the constructor runs, so
+    ``n_feat: "64"`` in a YAML file is one clear line, not a traceback from deep inside.
+    """
     import inspect
 
     try:
@@ -107,15 +166,37 @@ def build_callable(fn: Callable[..., T], kwargs: Dict[str, Any], what: str) -> T
     except (TypeError, ValueError):
         return fn(**kwargs)
     params = sig.parameters
+    valid = [
+        n for n, p in params.items()
+        if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]  # fmt: skip
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        valid = [n for n, p in params.items() if n != "self"]
         for k in kwargs:
-            if k not in params:
-                close = difflib.get_close_matches(k, valid, n=1, cutoff=0.5)
+            if k not in params or params[k].kind is inspect.Parameter.VAR_POSITIONAL:
+                close = difflib.get_close_matches(str(k), valid, n=1, cutoff=0.5)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise RegistryError(
-                    f"{what}: unknown argument '{k}'{hint}; valid: {', '.join(valid)}"
+                    f"{what}: unknown argument {k!r}{hint}; valid: {', '.join(valid)}"
                 )
+    missing = [
+        n for n, p in params.items()
+        if n != "self" and p.default is p.empty and n not in kwargs
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]  # fmt: skip
+    if missing:
+        raise RegistryError(f"{what}: missing required argument(s): {', '.join(missing)}")
+    hints = _annotations(fn)
+    for k, v in kwargs.items():
+        if k not in hints or k not in params:
+            continue
+        if v is None and params[k].default is None:
+            continue  # ``x: int = None`` is a common sloppy Optional
+        want = _type_problem(v, hints[k])
+        if want:
+            shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+            raise RegistryError(
+                f"{what}: argument '{k}' must be {want}, got {type(v).__name__} ({shown})"
+            )
     return fn(**kwargs)
 
 

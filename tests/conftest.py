@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -28,3 +29,28 @@ def shared_data() -> str:
         if os.path.isdir(path):
             return path
     pytest.skip(f"shared data folder not found (tried {', '.join(_shared_data_candidates())})")
+
+
+def _load_bad_images_module():
+    path = os.path.join(REPO_ROOT, "tools", "fixtures", "make_bad_images.py")
+    spec = importlib.util.spec_from_file_location("_pprestore_make_bad_images", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def bad_images_dir(tmp_path) -> str:
+    """A fresh folder with one of each bad/odd input image plus good ones, and a
+    ``notes.txt`` that folder listing must skip. What each file is and what reading it
+    must give is in ``make_bad_images.CASES`` (use the ``make_bad_images`` fixture)."""
+    mod = _load_bad_images_module()
+    out = tmp_path / "bad_images"
+    mod.make_all(str(out))
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def make_bad_images():
+    """The generator module itself (``make_all``, ``CASES``, ``IGNORED``, one maker per case)."""
+    return _load_bad_images_module()

@@ -120,6 +120,10 @@ def test_bad_config_exit_code(tmp_path):
     cfg = tiny_config(str(tmp_path))
     r = run_train("-c", cfg, "-o", "train.sav_interval=3", "--save_dir", str(tmp_path / "o"))
     assert r.returncode == 2 and "sav_interval" in r.stderr
+    r = run_train(
+        "-c", cfg, "--resume_model", str(tmp_path / "nope"), "--save_dir", str(tmp_path / "o")
+    )
+    assert r.returncode == 2 and "checkpoint folder not found" in r.stderr
 
 
 def _start(args, tmp_path):
@@ -176,7 +180,7 @@ def _kill_loop(tmp_path, cfg, kills, max_delay, seed):
     rng = np.random.default_rng(seed)
     out = str(tmp_path / "killed")
     args = ["-c", cfg, "--save_dir", out, "--resume_model", "auto", "--log_iters", "1"]
-    done_kills = 0
+    done_kills = mid_save = 0
     for _ in range(kills):
         p = _start(args, tmp_path)
         try:
@@ -188,17 +192,20 @@ def _kill_loop(tmp_path, cfg, kills, max_delay, seed):
         p.kill()  # SIGKILL: no handler runs, possibly in the middle of a save
         p.wait(timeout=60)
         done_kills += p.returncode == -signal.SIGKILL
+        # a hidden temp folder left behind means the kill landed inside a save
+        mid_save += any(".tmp-" in d for d in os.listdir(out)) if os.path.isdir(out) else 0
         p.stdout.close()
     r = run_train(*args)
     assert r.returncode == 0, r.stderr[-2000:]
-    return out, done_kills
+    assert not [d for d in os.listdir(out) if ".tmp-" in d]  # cleaned at the next start
+    return out, done_kills, mid_save
 
 
 def test_kill9_resume_equals_uninterrupted(tmp_path):
     """kill -9 three times at random points, resume with auto each time: same final weights."""
     iters = 40
     cfg, ref = _reference(tmp_path, iters, 2)
-    out, kills = _kill_loop(tmp_path, cfg, kills=3, max_delay=0.3, seed=0)
+    out, kills, _ = _kill_loop(tmp_path, cfg, kills=3, max_delay=0.3, seed=0)
     assert kills >= 1
     assert _max_diff(ref, _final(out, iters)) <= 1e-6
 
@@ -208,6 +215,8 @@ def test_kill9_twenty_random_points(tmp_path):
     """20 SIGKILLs at random moments (saves every iteration, so many land mid-save)."""
     iters = 200
     cfg, ref = _reference(tmp_path, iters, 1)
-    out, kills = _kill_loop(tmp_path, cfg, kills=20, max_delay=0.25, seed=1)
+    out, kills, mid_save = _kill_loop(tmp_path, cfg, kills=20, max_delay=0.25, seed=1)
+    print(f"{kills} SIGKILLs, {mid_save} of them during a checkpoint save")
     assert kills >= 15, kills
+    assert mid_save >= 1  # the interesting case did happen
     assert _max_diff(ref, _final(out, iters)) <= 1e-6

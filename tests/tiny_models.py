@@ -52,3 +52,16 @@ class NaNAtCall(nn.Layer):
 
 if "NaNAtCall" not in LOSSES._items:
     LOSSES.register(NaNAtCall)
+
+
+class AuxFeatL2(nn.Layer):
+    """Needs the model's aux dict: mean square of TinyRestorer's hidden features."""
+
+    needs_aux = True
+
+    def forward(self, pred, target, aux):
+        return paddle.mean(aux["feat"] ** 2)
+
+
+if "AuxFeatL2" not in LOSSES._items:
+    LOSSES.register(AuxFeatL2)

@@ -53,7 +53,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    from ppRestore.engine.checkpoint import CheckpointError
     from ppRestore.engine.trainer import NonFiniteLossError, Trainer
+    from ppRestore.weights.safe_load import WeightsError
 
     overrides = {
         k: getattr(args, k)
@@ -78,9 +80,19 @@ def main(argv=None) -> int:
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except (ConfigError, RegistryError, ValueError, FileNotFoundError) as e:
+    except (
+        ConfigError,
+        RegistryError,
+        ValueError,
+        FileNotFoundError,
+        CheckpointError,
+        WeightsError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. ENOSPC while saving: earlier checkpoints are intact
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if result["stopped_by_signal"] == signal.SIGINT:
         return 130
     return 0

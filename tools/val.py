@@ -61,13 +61,27 @@ def main(argv=None) -> int:
     except (WeightsError, RegistryError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    res = Evaluator(ds, **val).evaluate(model, save_dir=args.save_dir)
-    summary = {"images": len(res.rows), **res.as_dict(), "model_path": args.model_path, **val}
-    with open(os.path.join(args.save_dir, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+    from ppRestore.data.io import ImageReadError, ImageWriteError
+
+    try:
+        res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(
+            model, save_dir=args.save_dir
+        )
+        summary = {"images": len(res.rows), **res.as_dict(), "model_path": args.model_path, **val}
+        with open(os.path.join(args.save_dir, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+    except (ImageReadError, ImageWriteError, ValueError, OSError) as e:
+        # a bad image in the val set (named in the message) or an unwritable save_dir:
+        # one line, not a traceback; metrics over a partial set would mislead, so stop.
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(
         f"[EVAL] {len(res.rows)} images, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
-        + (f", degraded input PSNR: {res.input_psnr:.4f}" if res.input_psnr is not None else "")
+        + (
+            f", degraded input PSNR: {res.input_psnr:.4f}, SSIM: {res.input_ssim:.4f}"
+            if res.input_psnr is not None
+            else ""
+        )
     )
     print(f"per-image CSV: {os.path.join(args.save_dir, 'per_image.csv')}")
     return 0

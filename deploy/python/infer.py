@@ -72,8 +72,17 @@ def main(argv=None) -> int:
             return benchmark(predictor, args)
         return run_and_report(predictor, args)
     except (ImageReadError, ImageWriteError, ValueError, FileNotFoundError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_first_line(e)}", file=sys.stderr)
         return 1
+    except RuntimeError as e:  # Paddle Inference: a corrupt model.json
+        print(f"error: {args.config}: cannot load the model ({_first_line(e)})", file=sys.stderr)
+        return 1
+
+
+def _first_line(e: BaseException) -> str:
+    """Paddle Inference reports a corrupt model.json/.pdiparams as a multi-line C++ error
+    (message, hint, source location); its first line says what is wrong."""
+    return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
 
 
 def benchmark(predictor, args) -> int:

@@ -320,6 +320,8 @@ def build_dataloader(
         num_replicas=num_replicas,
         rank=rank,
     )
+    if num_workers == 0:
+        return _MainThreadLoader(dataset, sampler), sampler
     loader = paddle.io.DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -328,6 +330,33 @@ def build_dataloader(
         return_list=True,
     )
     return loader, sampler
+
+
+class _MainThreadLoader:
+    """The ``num_workers=0`` loader: reads and collates samples in the calling thread.
+
+    ``paddle.io.DataLoader`` (Paddle 3.3) fetches in a helper thread even with
+    ``num_workers=0``; an exception there (a truncated image in the training set) kills
+    that thread and the trainer then waits forever. Here the error reaches the trainer
+    as an ordinary exception naming the file. Batches are what ``DataLoader`` with
+    ``return_list=True`` gives: one stacked tensor per sample field.
+    """
+
+    def __init__(self, dataset: Any, batch_sampler: Any) -> None:
+        self.dataset, self.batch_sampler = dataset, batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        import paddle
+
+        for indices in self.batch_sampler:
+            samples = [self.dataset[i] for i in indices]
+            yield [
+                paddle.to_tensor(np.stack([np.asarray(s[j]) for s in samples]))
+                for j in range(len(samples[0]))
+            ]
 
 
 def dataset_names(dataset: Any) -> Sequence[str]:

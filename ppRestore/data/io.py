@@ -18,7 +18,7 @@ import io
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class Image:
     """
 
     data: np.ndarray
-    alpha: Optional[np.ndarray] = None
+    alpha: np.ndarray | None = None
     path: str = ""
 
     @property
@@ -89,8 +89,45 @@ def _split_alpha(arr: np.ndarray) -> tuple:
     return arr, None
 
 
+def _is_16bit(pil, data: bytes) -> bool:
+    """True for a PNG/TIFF whose samples are 16-bit (Pillow reduces 16-bit colour to 8)."""
+    if pil.format == "PNG" and len(data) > 24 and data[12:16] == b"IHDR":
+        return data[24] == 16  # IHDR bit depth (PNG spec 11.2.2)
+    if pil.format == "TIFF":
+        try:
+            bits = pil.tag_v2.get(258, 8)  # BitsPerSample
+            return max(bits if isinstance(bits, (tuple, list)) else (bits,)) == 16
+        except Exception:  # noqa: BLE001 - malformed tags: let Pillow's decode decide
+            return False
+    return False
+
+
+def _decode_16bit_colour(data: bytes, pil_mode: str) -> np.ndarray | None:
+    """16-bit colour/alpha PNG or TIFF at full depth via OpenCV (RGB order), or None."""
+    import cv2
+
+    try:
+        dec = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if dec is None or dec.dtype != np.uint16:
+        return None
+    if dec.ndim == 3 and dec.shape[2] == 4:
+        dec = cv2.cvtColor(dec, cv2.COLOR_BGRA2RGBA)
+        if pil_mode.startswith("LA"):  # grey + alpha, expanded to BGRA by the decoder
+            dec = np.ascontiguousarray(dec[..., [0, 3]])
+    elif dec.ndim == 3 and dec.shape[2] == 3:
+        dec = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
+    return dec
+
+
 def decode_image(data: bytes, path: str = "<bytes>") -> Image:
-    """Decode image bytes; see the module docstring for what is handled."""
+    """Decode image bytes; see the module docstring for what is handled.
+
+    Raises:
+        ImageReadError: for anything that is not a complete, supported image; the
+            message is one line naming ``path``.
+    """
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
@@ -98,50 +135,76 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     try:
         pil = PILImage.open(io.BytesIO(data))
+        fmt, mode = pil.format, pil.mode
+        is16 = _is_16bit(pil, data)
         pil.load()  # forces a full decode: truncated PNG/JPEG raise here
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (unrecognised format)") from None
+    except PILImage.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: refused, image too large ({e})") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: refused, image too large to decode in memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e) or type(e).__name__
         raise ImageReadError(f"{path}: corrupt or truncated image ({msg})") from None
-    except PILImage.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: refused, image too large ({e})") from None
+    except Exception as e:  # noqa: BLE001 - crafted files can make decoders raise anything
+        raise ImageReadError(f"{path}: corrupt image ({type(e).__name__}: {e})") from None
     orientation = _exif_orientation(pil)
-    arr = None
-    if pil.mode in ("I;16", "I;16B", "I;16L", "I", "RGB", "RGBA") or pil.mode.startswith("I;16"):
-        # OpenCV keeps 16-bit colour PNG/TIFF at full depth (Pillow would cut RGB to 8 bits).
-        import cv2
-
-        dec = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if dec is not None and dec.dtype == np.uint16:
-            if dec.ndim == 3:
-                dec = cv2.cvtColor(dec, cv2.COLOR_BGRA2RGBA if dec.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-            arr = dec
-    if arr is None:
-        mode = pil.mode
-        if mode == "P":
-            pil = pil.convert("RGBA" if "transparency" in pil.info else "RGB")
-        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-            pil = pil.convert("RGB")
-        elif mode in ("1",):
-            pil = pil.convert("L")
-        elif mode == "PA":
-            pil = pil.convert("RGBA")
-        elif mode in ("I", "F"):
-            a = np.asarray(pil, dtype=np.float64)
-            pil = None
-            arr = np.clip(a, 0, 65535).astype(np.uint16)
-        elif mode not in ("L", "LA", "RGB", "RGBA"):
-            pil = pil.convert("RGB")
+    try:
+        arr = _decode_16bit_colour(data, mode) if is16 and not mode.startswith("I") else None
         if arr is None:
-            arr = np.asarray(pil)
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
+            arr = _pil_to_array(pil, path)
+    except ImageReadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. a palette index out of range
+        raise ImageReadError(f"{path}: corrupt image ({type(e).__name__}: {e})") from None
+    if arr.dtype not in (np.uint8, np.uint16) or arr.ndim not in (2, 3):
+        raise ImageReadError(f"{path}: unsupported pixel layout {arr.dtype} {arr.shape} ({fmt})")
     arr = _apply_orientation(arr, orientation)
     rgb, alpha = _split_alpha(arr)
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return Image(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), path)
+    return Image(
+        np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), path
+    )
+
+
+def _pil_to_array(pil, path: str) -> np.ndarray:
+    """A loaded Pillow image as uint8/uint16 grey, grey+alpha, RGB or RGBA."""
+    mode = pil.mode
+    if mode.startswith("I;16"):
+        return np.asarray(pil).astype(np.uint16)  # also fixes big-endian I;16B
+    if mode == "I":
+        a = np.asarray(pil)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageReadError(
+                f"{path}: 32-bit integer samples outside 0..65535 are not supported"
+            )
+        return a.astype(np.uint16)
+    if mode == "F":
+        raise ImageReadError(
+            f"{path}: floating-point images are not supported; convert it to 8- or 16-bit PNG/TIFF"
+        )
+    if mode == "P":
+        pil = pil.convert("RGBA" if "transparency" in pil.info else "RGB")
+    elif mode == "PA":
+        pil = pil.convert("RGBA")
+    elif mode == "1":
+        pil = pil.convert("L")
+    elif mode == "La":  # premultiplied alpha
+        pil = pil.convert("LA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK, YCbCr, LAB, HSV, RGBX, RGBa, ...
+        pil = pil.convert("RGBA" if mode == "RGBa" else "RGB")
+    return np.asarray(pil)
+
+
+# Largest file read_image will load into memory: far above any real photo, and stops
+# ``--image_path /dev/zero``-style mistakes before they eat all memory.
+MAX_FILE_BYTES = 1 << 30
+# Formats without an alpha channel: alpha is dropped when writing them (explicitly here,
+# rather than by whatever each OpenCV encoder happens to do).
+_NO_ALPHA = (".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".pbm")
+_EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".bmp", ".webp", ".pbm")
 
 
 def read_image(path: str) -> Image:
@@ -151,33 +214,88 @@ def read_image(path: str) -> Image:
         raise ImageReadError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ImageReadError(f"{path}: is a folder, not an image")
+    if not os.path.isfile(path):  # a FIFO or device would block or never end
+        raise ImageReadError(f"{path}: not a regular file")
     try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise ImageReadError(f"{path}: file too large ({size} bytes)")
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ImageReadError(f"{path}: cannot read ({e.strerror or e})") from None
     return decode_image(data, path)
 
 
-def encode_image(ext: str, data: np.ndarray, alpha: Optional[np.ndarray] = None) -> bytes:
-    """Encode ``H x W x C`` RGB/grey (uint8/uint16) to the format named by ``ext``."""
+_LA_EXTS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def _encode_la(ext: str, grey: np.ndarray, alpha: np.ndarray) -> bytes:
+    from PIL import Image as PILImage
+
+    if alpha.shape != grey.shape:
+        raise ImageWriteError(f"alpha of shape {alpha.shape} does not fit image {grey.shape}")
+    if alpha.dtype != np.uint8:
+        alpha = (alpha.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    PILImage.fromarray(np.dstack([grey, alpha]), "LA").save(buf, _LA_EXTS[ext])
+    return buf.getvalue()
+
+
+def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
+    """Encode ``H x W x C`` RGB/grey (uint8/uint16) to the format named by ``ext``.
+
+    16-bit data is rounded to 8 bits for formats that cannot hold it (JPEG, BMP, WebP);
+    alpha is dropped for formats that cannot hold it (JPEG, BMP, PPM/PGM).
+
+    Raises:
+        ImageWriteError: unknown extension, or data the format cannot represent.
+    """
     import cv2
 
-    arr = data
+    ext = ext.lower()
+    arr = np.asarray(data)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise ImageWriteError(f"cannot encode {arr.dtype} pixels; expected uint8 or uint16")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or 0 in arr.shape:
+        raise ImageWriteError(f"cannot encode an image of shape {tuple(np.shape(data))}")
+    if ext in _NO_ALPHA:
+        alpha = None
+    if alpha is not None and arr.ndim == 2 and arr.dtype == np.uint8 and ext in _LA_EXTS:
+        # OpenCV has no grey+alpha writer (it would expand to RGBA); Pillow writes LA, so
+        # a grey+alpha input comes back grey+alpha.
+        return _encode_la(ext, arr, np.asarray(alpha))
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    elif ext == ".ppm" or alpha is not None:
+        arr = cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if ext in (".pgm", ".pbm") and arr.ndim == 3:
+        raise ImageWriteError(f"'{ext}' holds grey images only; save colour as .png")
     if alpha is not None:
-        if arr.ndim == 2:
-            arr = cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
-        arr = np.dstack([arr, alpha.astype(arr.dtype)])
-    ext = ext.lower()
-    if arr.dtype == np.uint16 and ext in (".jpg", ".jpeg", ".bmp", ".webp"):
+        alpha = np.asarray(alpha)
+        if alpha.shape != arr.shape[:2]:
+            raise ImageWriteError(
+                f"alpha of shape {alpha.shape} does not fit image {arr.shape[:2]}"
+            )
+        if alpha.dtype != arr.dtype:  # same depth as the colour data, full range kept
+            alpha = (
+                alpha.astype(np.uint16) * 257
+                if arr.dtype == np.uint16
+                else (alpha.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+            )
+        arr = np.dstack([arr, alpha])
+    if arr.dtype == np.uint16 and ext in _EIGHT_BIT_ONLY:
         arr = (arr.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    ok, buf = cv2.imencode(ext, arr)
+    try:
+        ok, buf = cv2.imencode(ext, arr)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ImageWriteError(f"cannot encode image as '{ext}'")
+        raise ImageWriteError(
+            f"cannot encode image as '{ext}' (use one of {', '.join(IMAGE_EXTENSIONS)})"
+        )
     return buf.tobytes()
 
 
@@ -188,12 +306,22 @@ def _chmod_default(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def write_image(path: str, data: np.ndarray, alpha: Optional[np.ndarray] = None) -> str:
-    """Atomically write ``data`` (+ optional alpha) to ``path``; returns the path."""
+def write_image(path: str, data: np.ndarray, alpha: np.ndarray | None = None) -> str:
+    """Atomically write ``data`` (+ optional alpha) to ``path``; returns the path.
+
+    The bytes go to a temporary file in the target folder that is renamed over ``path``
+    only when complete, so an interrupted run never leaves a half-written image (and
+    overwriting an input in place is safe up to the rename).
+    """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1] or ".png"
-    blob = encode_image(ext, data, alpha)
+    try:
+        blob = encode_image(ext, data, alpha)
+    except ImageWriteError as e:
+        raise ImageWriteError(f"{path}: {e}") from None
     d = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ImageWriteError(f"{path}: is a folder")
     try:
         os.makedirs(d, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=d)
@@ -212,19 +340,37 @@ def write_image(path: str, data: np.ndarray, alpha: Optional[np.ndarray] = None)
     return path
 
 
+def is_image_file(name: str) -> bool:
+    """Whether ``name`` has one of :data:`IMAGE_EXTENSIONS` (any letter case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def list_images(spec: str) -> List[str]:
-    """Expand a file, a folder (its images, sorted) or a glob pattern into image paths."""
+    """Expand a file, a folder or a glob pattern into a sorted list of image paths.
+
+    A folder contributes its files with an image extension (any case; hidden files and
+    sub-folders are skipped, as PaddleSeg's ``get_image_list`` skips non-images), so a
+    ``README.txt`` next to the images is not an error; a file named like an image but
+    not decodable is, later, when it is read. A single file or a glob is taken as given.
+    """
     spec = os.fspath(spec)
     if os.path.isfile(spec):
         return [spec]
     if os.path.isdir(spec):
+        try:
+            names = os.listdir(spec)
+        except OSError as e:
+            raise ImageReadError(f"{spec}: cannot list folder ({e.strerror or e})") from None
         files = sorted(
             os.path.join(spec, f)
-            for f in os.listdir(spec)
-            if not f.startswith(".") and os.path.isfile(os.path.join(spec, f))
+            for f in names
+            if not f.startswith(".") and is_image_file(f) and os.path.isfile(os.path.join(spec, f))
         )
         if not files:
-            raise ImageReadError(f"{spec}: folder is empty")
+            what = "is empty" if not names else "has no image files"
+            raise ImageReadError(
+                f"{spec}: folder {what} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
         return files
     if any(c in spec for c in "*?["):
         files = sorted(f for f in glob.glob(spec) if os.path.isfile(f))

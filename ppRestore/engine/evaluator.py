@@ -1,9 +1,10 @@
 """Run a model over a validation dataset and compute PSNR/SSIM per image.
 
-Inputs are reflect-padded to the model's ``pad_multiple`` and the output cropped back
-(``scale`` times the input size). This is a local stand-in for the pad/crop logic of
-``ppRestore.inference.predictor`` until both are unified. Images are compared as 8-bit
-(rounded, like BasicSR's ``tensor2img``) so numbers match published tables.
+The network runs through :class:`ppRestore.inference.predictor.Predictor` (dynamic
+backend), so validation pads/crops (and tiles, if the config's ``infer:`` section asks
+for it) exactly as inference does: reflect padding to the model's ``pad_multiple``, the
+output cropped to ``scale`` times the input. Images are compared as 8-bit (rounded,
+like BasicSR's ``tensor2img``) so numbers match published tables.
 """
 
 from __future__ import annotations
@@ -18,32 +19,21 @@ import numpy as np
 from ..metrics import calculate_psnr, calculate_ssim
 
 
-def pad_to_multiple(x: Any, multiple: int):
-    """Reflect-pad an ``N x C x H x W`` tensor at the bottom/right to a multiple."""
-    import paddle.nn.functional as F
+def _predictor(
+    model: Any, pad_multiple: int | None = None, infer_cfg: dict[str, Any] | None = None
+):
+    from ..inference.predictor import Predictor
 
-    if multiple <= 1:
-        return x, 0, 0
-    h, w = x.shape[2], x.shape[3]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, 0, 0
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, [0, pw, 0, ph], mode=mode), ph, pw
+    over = {"pad_multiple": int(pad_multiple)} if pad_multiple else {}
+    return Predictor.from_model(model, infer_cfg=infer_cfg, **over)
 
 
-def run_model(model: Any, x: Any, pad_multiple: int | None = None) -> Any:
-    """Forward with padding; the output is cropped to ``scale * input`` size."""
-    mult = int(pad_multiple or getattr(model, "pad_multiple", 1) or 1)
-    scale = int(getattr(model, "scale", 1) or 1)
-    h, w = x.shape[2], x.shape[3]
-    xp, _, _ = pad_to_multiple(x, mult)
-    out = model(xp)
-    if isinstance(out, dict):
-        out = out["out"]
-    elif isinstance(out, (list, tuple)):
-        out = out[0]
-    return out[:, :, : h * scale, : w * scale]
+def run_model(
+    model: Any, x: Any, pad_multiple: int | None = None, infer_cfg: dict[str, Any] | None = None
+) -> np.ndarray:
+    """``N x C x H x W`` (tensor or array) -> model output as numpy, padded/cropped like inference."""
+    arr = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    return _predictor(model, pad_multiple, infer_cfg).forward(arr.astype(np.float32))
 
 
 def to_uint8(chw: np.ndarray) -> np.ndarray:
@@ -58,6 +48,7 @@ class EvalResult:
     psnr: float
     ssim: float
     input_psnr: float | None
+    input_ssim: float | None = None
     rows: List[Dict[str, Any]] = field(default_factory=list)
     samples: List[tuple] = field(default_factory=list)
 
@@ -65,6 +56,7 @@ class EvalResult:
         d = {"psnr": self.psnr, "ssim": self.ssim}
         if self.input_psnr is not None:
             d["input_psnr"] = self.input_psnr
+            d["input_ssim"] = self.input_ssim
         return d
 
 
@@ -86,8 +78,10 @@ class Evaluator:
         test_y_channel: bool = False,
         pad_multiple: int | None = None,
         num_samples: int = 3,
+        infer_cfg: dict[str, Any] | None = None,
     ) -> None:
         self.dataset = dataset
+        self.infer_cfg = dict(infer_cfg or {})
         self.crop_border = int(crop_border)
         self.test_y_channel = bool(test_y_channel)
         self.pad_multiple = pad_multiple
@@ -95,31 +89,29 @@ class Evaluator:
 
     def evaluate(self, model: Any, save_dir: str | None = None) -> EvalResult:
         """Run over every sample (batch 1, no grad); optionally write ``per_image.csv``."""
-        import paddle
-
         was_training = model.training
-        model.eval()
+        predictor = _predictor(model, self.pad_multiple, self.infer_cfg)  # sets eval mode
         rows, samples = [], []
         try:
-            with paddle.no_grad():
-                for i in range(len(self.dataset)):
-                    lq, gt, idx = self.dataset[i]
-                    out = run_model(model, paddle.to_tensor(lq[None]), self.pad_multiple)
-                    out_np = out.numpy()[0]
-                    o8, g8 = to_uint8(out_np), to_uint8(gt)
-                    kw = dict(crop_border=self.crop_border, test_y_channel=self.test_y_channel)
-                    row = {
-                        "name": self.dataset.name_of(int(idx))
-                        if hasattr(self.dataset, "name_of")
-                        else str(i),
-                        "psnr": calculate_psnr(o8, g8, **kw),
-                        "ssim": calculate_ssim(o8, g8, **kw),
-                    }
-                    if lq.shape == gt.shape:
-                        row["input_psnr"] = calculate_psnr(to_uint8(lq), g8, **kw)
-                    rows.append(row)
-                    if len(samples) < self.num_samples:
-                        samples.append((row["name"], lq, np.clip(out_np, 0, 1), gt))
+            for i in range(len(self.dataset)):
+                lq, gt, idx = self.dataset[i]
+                out_np = predictor.forward(lq[None])[0]
+                o8, g8 = to_uint8(out_np), to_uint8(gt)
+                kw = dict(crop_border=self.crop_border, test_y_channel=self.test_y_channel)
+                row = {
+                    "name": self.dataset.name_of(int(idx))
+                    if hasattr(self.dataset, "name_of")
+                    else str(i),
+                    "psnr": calculate_psnr(o8, g8, **kw),
+                    "ssim": calculate_ssim(o8, g8, **kw),
+                }
+                if lq.shape == gt.shape:  # the degraded input as a baseline
+                    l8 = to_uint8(lq)
+                    row["input_psnr"] = calculate_psnr(l8, g8, **kw)
+                    row["input_ssim"] = calculate_ssim(l8, g8, **kw)
+                rows.append(row)
+                if len(samples) < self.num_samples:
+                    samples.append((row["name"], lq, np.clip(out_np, 0, 1), gt))
         finally:
             if was_training:
                 model.train()
@@ -128,6 +120,9 @@ class Evaluator:
             ssim=float(np.mean([r["ssim"] for r in rows])),
             input_psnr=float(np.mean([r["input_psnr"] for r in rows]))
             if rows and "input_psnr" in rows[0]
+            else None,
+            input_ssim=float(np.mean([r["input_ssim"] for r in rows]))
+            if rows and "input_ssim" in rows[0]
             else None,
             rows=rows,
             samples=samples,

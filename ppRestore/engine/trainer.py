@@ -56,6 +56,7 @@ class TrainOptions:
     use_vdl: bool = False
     num_workers: int = 0
     use_shared_memory: bool = True
+    to_static: bool = False  # train through paddle.jit.to_static (opt-in, see docs)
     resume_model: str | None = None
     device: str | None = None
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -163,7 +164,7 @@ class Trainer:
             if "val_dataset" not in cfg:
                 raise ValueError("--do_eval needs a 'val_dataset:' section in the config")
             val_ds = build_dataset(cfg["val_dataset"], mode="val", seed=opts.seed)
-            evaluator = Evaluator(val_ds, **(cfg.get("val") or {}))
+            evaluator = Evaluator(val_ds, infer_cfg=cfg.get("infer"), **(cfg.get("val") or {}))
         sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
         optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)
         if dist.is_main():
@@ -213,11 +214,17 @@ class Trainer:
         self._iter_data = None
 
     def _wrap_model(self) -> Any:
-        if self.world > 1:
-            import paddle
+        import paddle
 
-            return paddle.DataParallel(self.model)
-        return self.model
+        model = self.model
+        if self.opts.to_static:
+            # Measured on CPU (benchmarks/bench_train.py): within a few percent of dynamic
+            # mode for more memory, so it is opt-in; never combine it with FLAGS_use_mkldnn
+            # (crashes with paddle 3.3.1 CPU).
+            model = paddle.jit.to_static(model, full_graph=True)
+        if self.world > 1:
+            return paddle.DataParallel(model)
+        return model
 
     # ------------------------------------------------------------------ data
     def _next_batch(self) -> tuple:
@@ -258,8 +265,6 @@ class Trainer:
 
     def train_step(self) -> Dict[str, float]:
         """One optimizer step over ``accum_steps`` micro-batches; returns logged values."""
-        import paddle
-
         n = self.opts.accum_steps
         t0 = time.perf_counter()
         reader = 0.0
@@ -297,7 +302,6 @@ class Trainer:
         self.iter += 1
         sums["batch_cost"] = time.perf_counter() - t0
         sums["reader_cost"] = reader
-        del paddle
         return sums
 
     # ------------------------------------------------------------------ state
@@ -369,7 +373,8 @@ class Trainer:
         msg = f"[EVAL] iter: {self.iter}, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
         if res.input_psnr is not None:
             out["Evaluate/input_PSNR"] = res.input_psnr
-            msg += f" (degraded input PSNR: {res.input_psnr:.4f})"
+            out["Evaluate/input_SSIM"] = res.input_ssim
+            msg += f" (degraded input PSNR: {res.input_psnr:.4f}, SSIM: {res.input_ssim:.4f})"
         if self.ema is not None:
             er = self.evaluator.evaluate(self.ema.model)
             out.update({"Evaluate/EMA_PSNR": er.psnr, "Evaluate/EMA_SSIM": er.ssim})
@@ -421,8 +426,10 @@ class Trainer:
         path = ckpt.resolve_resume(o.resume_model, o.save_dir)
         if path:
             self.resume(path)
-        elif o.resume_model and o.resume_model != "auto":
-            raise ckpt.CheckpointError(f"resume_model {o.resume_model} not found")
+        elif o.resume_model == "auto":
+            self.log.info(
+                f"--resume_model auto: no complete checkpoint in {o.save_dir}, starting from scratch"
+            )
         self.model.train()
         self.stop.install()
         t_start, start_iter = time.perf_counter(), self.iter
@@ -473,7 +480,7 @@ class _null:
 _TRAIN_KEYS = {
     "save_interval", "log_iters", "eval_interval", "keep_checkpoint_max", "accum_steps",
     "ema", "ema_decay", "precision", "amp_level", "seed", "num_workers", "use_shared_memory",
-    "use_vdl", "do_eval",
+    "use_vdl", "do_eval", "to_static",
 }  # fmt: skip
 
 

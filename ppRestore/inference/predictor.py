@@ -148,8 +148,11 @@ def load_deploy_yaml(path: str) -> Dict[str, Any]:
         path = os.path.join(path, "deploy.yaml")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: not found; export a model with tools/export.py first")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid deploy.yaml ({' '.join(str(e).split())})") from None
     if not isinstance(data, dict) or "pad_multiple" not in data:
         raise ValueError(f"{path}: not a ppRestore deploy.yaml (no pad_multiple)")
     data["_dir"] = os.path.dirname(os.path.abspath(path))

@@ -285,13 +285,14 @@ def read_foreign_checkpoint(
         data = f.read()
     try:
         obj = restricted_loads(data, source=path)
-    except UnsafeWeightsError:
+    except UnsafeWeightsError as e:
         # A legacy torch file references torch globals in its first pickle; only torch
         # itself (weights_only) can read that format safely.
         if _torch_available():
             return unwrap_state_dict(_torch_load(path), key, path)
-        raise WeightsError(
-            f"{path}: not a numpy pickle; if it is a legacy PyTorch checkpoint, {_TORCH_HINT}"
+        # Keep the refused global in the message: it may be an attack, not a torch file.
+        raise UnsafeWeightsError(
+            f"{e}; if it is a legacy PyTorch checkpoint, {_TORCH_HINT}"
         ) from None
     if isinstance(obj, int) and not isinstance(obj, bool):
         # Legacy torch files start with a pickled magic number.

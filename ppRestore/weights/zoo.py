@@ -11,13 +11,17 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import http.client
 import os
+import re
+import ssl
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Dict, Optional
+from typing import Dict
 
 from .safe_load import WeightsError
 
@@ -31,7 +35,9 @@ ZOO: Dict[str, Dict[str, str]] = {}
 
 
 def cache_dir() -> str:
-    return os.environ.get("PPRESTORE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppRestore"))
+    return os.environ.get(
+        "PPRESTORE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppRestore")
+    )
 
 
 def sha256_of(path: str) -> str:
@@ -42,41 +48,139 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dst_dir: Optional[str] = None, sha256: Optional[str] = None,
-             max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0) -> str:
-    """Download ``url`` into the cache once and return the local path."""
-    parsed = urllib.parse.urlparse(url)
+def _display(url: str) -> str:
+    """``url`` without credentials or query (signed tokens), for messages."""
+    p = urllib.parse.urlsplit(url)
+    host = p.hostname or ""
+    if p.port:
+        host += f":{p.port}"
+    return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
+
+
+def _cache_name(url: str) -> str:
+    """A safe file name for ``url``'s last path segment (never '', '.', '..' or a path)."""
+    raw = urllib.parse.unquote(os.path.basename(urllib.parse.urlsplit(url).path))
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", raw)[:128]
+    return name if name.strip(".") else "weights.pdparams"
+
+
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to https: urllib would otherwise follow https -> http/ftp."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102
+        scheme = urllib.parse.urlsplit(newurl).scheme
+        if scheme != "https":
+            raise WeightsError(
+                f"refusing to download {_display(req.full_url)}: the server redirects to "
+                f"'{scheme}', and only https:// is allowed"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _open(url: str, timeout: float, context: ssl.SSLContext | None = None):
+    """Open ``url`` (https only, redirects included); tests replace this."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context or ssl.create_default_context()),
+        _HttpsOnlyRedirects(),
+    )
+    return opener.open(url, timeout=timeout)
+
+
+def download(
+    url: str,
+    dst_dir: str | None = None,
+    sha256: str | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    timeout: float = 30.0,
+    context: ssl.SSLContext | None = None,
+) -> str:
+    """Download ``url`` into the cache once and return the local path.
+
+    Only ``https://`` is accepted (redirects too). The body is streamed into a temporary
+    file in the cache folder, capped at ``max_bytes`` (by ``Content-Length`` and by the
+    bytes actually received), checked against ``sha256`` (argument, or a
+    ``#sha256=<hex>`` URL fragment) and renamed into place only when complete, so an
+    interrupted or bad download never leaves a file behind. Each URL gets its own cache
+    folder (two URLs ending in ``model.pdparams`` do not collide).
+
+    Raises:
+        WeightsError: one line naming the URL and the problem (offline, HTTP error,
+            too large, incomplete, checksum mismatch, not https).
+    """
+    parsed = urllib.parse.urlsplit(url)
+    shown = _display(url)
     if parsed.scheme != "https":
-        raise WeightsError(f"refusing to download over '{parsed.scheme}': only https:// URLs are allowed ({url})")
-    name = os.path.basename(parsed.path) or "weights.pdparams"
-    dst_dir = dst_dir or cache_dir()
-    os.makedirs(dst_dir, exist_ok=True)
-    dst = os.path.join(dst_dir, name)
+        hint = " (for a local file pass its path instead)" if parsed.scheme == "file" else ""
+        raise WeightsError(
+            f"refusing to download over '{parsed.scheme or '?'}': only https:// URLs are "
+            f"allowed ({shown}){hint}"
+        )
+    if not parsed.hostname:
+        raise WeightsError(f"not a valid URL (no host): {shown}")
+    m = re.search(r"(?:^|&)sha256=([0-9a-fA-F]{64})(?:&|$)", parsed.fragment)
+    if m and sha256 and m.group(1).lower() != sha256.lower():
+        raise WeightsError(f"{shown}: the URL's #sha256= and the known checksum disagree")
+    sha256 = (sha256 or (m.group(1) if m else None) or "").lower() or None
+    key = hashlib.sha256(urllib.parse.urldefrag(url)[0].encode("utf-8")).hexdigest()[:16]
+    dst_dir = os.path.join(dst_dir or cache_dir(), key)
+    dst = os.path.join(dst_dir, _cache_name(url))
     if os.path.isfile(dst) and (sha256 is None or sha256_of(dst) == sha256):
         return dst
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dst_dir)
+    try:
+        os.makedirs(dst_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dst_dir)
+    except OSError as e:
+        raise WeightsError(
+            f"cannot write to the download cache {dst_dir} ({e.strerror or e}); set "
+            "PPRESTORE_HOME to a writable folder"
+        ) from None
     try:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, "wb") as f, _open(url, timeout, context) as r:
                 length = r.headers.get("Content-Length")
-                if length is not None and int(length) > max_bytes:
-                    raise WeightsError(f"{url}: {int(length)} bytes exceeds the {max_bytes}-byte cap")
+                try:
+                    length = int(length) if length is not None else None
+                except ValueError:
+                    length = None  # a garbled header: rely on the streamed count
+                if length is not None and length > max_bytes:
+                    raise WeightsError(
+                        f"{shown}: {length} bytes exceeds the {max_bytes}-byte download cap"
+                    )
                 total = 0
                 for chunk in iter(lambda: r.read(1 << 20), b""):
                     total += len(chunk)
                     if total > max_bytes:
-                        raise WeightsError(f"{url}: download exceeds the {max_bytes}-byte cap")
+                        raise WeightsError(f"{shown}: download exceeds the {max_bytes}-byte cap")
                     f.write(chunk)
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            reason = getattr(e, "reason", e)
+                if length is not None and total != length:
+                    raise WeightsError(
+                        f"{shown}: download incomplete ({total} of {length} bytes); try again"
+                    )
+        except urllib.error.HTTPError as e:
+            e.close()
             raise WeightsError(
-                f"cannot download {url} ({reason}); are you offline? Download it by hand and "
-                "pass the local file to --model_path"
+                f"cannot download {shown}: the server answered HTTP {e.code} {e.reason}"
+            ) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            if isinstance(reason, ssl.SSLError):
+                raise WeightsError(
+                    f"cannot download {shown}: TLS/certificate error ({reason})"
+                ) from None
+            raise WeightsError(
+                f"cannot download {shown} ({reason}); are you offline? Download it by hand "
+                "and pass the local file to --model_path"
+            ) from None
+        except http.client.HTTPException as e:  # IncompleteRead, BadStatusLine, ...
+            raise WeightsError(
+                f"cannot download {shown}: connection broke off ({type(e).__name__}); try again"
             ) from None
         if sha256 is not None:
             got = sha256_of(tmp)
             if got != sha256:
-                raise WeightsError(f"{url}: checksum mismatch (expected {sha256}, got {got}); file discarded")
+                raise WeightsError(
+                    f"{shown}: checksum mismatch (expected {sha256}, got {got}); file discarded"
+                )
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):
@@ -84,7 +188,7 @@ def download(url: str, dst_dir: Optional[str] = None, sha256: Optional[str] = No
     return dst
 
 
-def resolve_weights(spec: str, cache_dir: Optional[str] = None) -> str:
+def resolve_weights(spec: str, cache_dir: str | None = None) -> str:
     """Turn a ``--model_path`` value into a local file path (see module docstring)."""
     if spec is None or str(spec).strip() == "":
         raise WeightsError("no weights given: pass --model_path FILE, URL or zoo name")
@@ -107,5 +211,10 @@ def resolve_weights(spec: str, cache_dir: Optional[str] = None) -> str:
             if os.path.isfile(os.path.join(spec, cand)):
                 return os.path.join(spec, cand)
         raise WeightsError(f"{spec} is a folder without model.pdparams")
-    known = ", ".join(sorted(ZOO)) or "(none yet)"
-    raise WeightsError(f"weights not found: '{spec}' is not a file, an https URL or a zoo name (known: {known})")
+    known = ", ".join(sorted(ZOO)) or "none yet"
+    close = difflib.get_close_matches(spec, list(ZOO), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise WeightsError(
+        f"weights not found: '{spec}' is not a file, an https URL or a zoo name{hint} "
+        f"(zoo names: {known})"
+    )
