@@ -86,3 +86,41 @@ def test_onnx_matches_paddle(exported, tmp_path):
     ref = Predictor.from_model(model).predict(img)
     got = Predictor.from_exported(str(out), backend="onnx").predict(img)
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_bf16_close_to_fp32_and_int8_refused_on_cpu(exported):
+    model, out, _ = exported
+    img = np.random.default_rng(2).random((32, 40, 3), dtype=np.float32)
+    ref = Predictor.from_exported(str(out)).predict(img)
+    bf16 = Predictor.from_exported(str(out), precision="bf16").predict(img)
+    assert bf16.shape == ref.shape
+    np.testing.assert_allclose(bf16, ref, atol=0.05)  # bf16 keeps ~3 significant digits
+    with pytest.raises(ValueError, match="int8"):
+        Predictor.from_exported(str(out), precision="int8")
+    with pytest.raises(ValueError, match="fp16"):
+        Predictor.from_exported(str(out), precision="fp16")
+
+
+@pytest.mark.slow
+def test_tiny_cmfnet_export_matches_dynamic_at_333x517(tmp_path):
+    # The real architecture (reduced width): pooling/transposed-conv resampling, shared
+    # PReLU, channel/pixel/spatial attention all go through to_static + oneDNN.
+    pytest.importorskip("ppRestore.models.cmfnet")
+    cfg = {"model": {"type": "CMFNet", "n_feat": 4, "scale_unetfeats": 2, "reduction": 2}}
+    paddle.seed(0)
+    model = MODELS.get("CMFNet")(n_feat=4, scale_unetfeats=2, reduction=2)
+    save_weights(model.state_dict(), str(tmp_path / "w.pdparams"))
+    export_model(
+        cfg,
+        str(tmp_path / "w.pdparams"),
+        str(tmp_path / "exp"),
+        measure_memory=False,
+        check=False,
+        log=lambda m: None,
+    )
+    assert load_deploy_yaml(str(tmp_path / "exp"))["pad_multiple"] == 8
+    img = np.random.default_rng(0).random((333, 517, 3), dtype=np.float32)
+    ref = Predictor.from_model(model).predict(img)
+    got = Predictor.from_exported(str(tmp_path / "exp"), cpu_threads=2).predict(img)
+    assert got.shape == (333, 517, 3)
+    np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -42,6 +42,16 @@ def run_cli(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def run_inproc(script: str, *args: str, capsys=None) -> tuple:
+    """Run a CLI's main() in this process (same code path, no interpreter start-up)."""
+    import runpy
+
+    mod = runpy.run_path(os.path.join(REPO, script))
+    code = mod["main"](list(args))
+    err = capsys.readouterr().err if capsys is not None else ""
+    return code, err
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
@@ -107,10 +117,10 @@ def test_infer_folder_with_a_broken_file(setup, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.jpg", "c16.tif", "grey.png"]
 
 
-def test_infer_refuses_to_overwrite_inputs_and_missing_weights(setup, tmp_path):
+def test_infer_refuses_to_overwrite_inputs_and_missing_weights(setup, tmp_path, capsys):
     d = setup
     before = (d / "imgs" / "a.png").read_bytes()
-    r = run_cli(
+    code, err = run_inproc(
         "tools/infer.py",
         "-c",
         str(d / "toy.yml"),
@@ -120,10 +130,11 @@ def test_infer_refuses_to_overwrite_inputs_and_missing_weights(setup, tmp_path):
         str(d / "imgs" / "a.png"),
         "--save_dir",
         str(d / "imgs"),
+        capsys=capsys,
     )
-    assert r.returncode != 0 and "--overwrite" in r.stderr
+    assert code != 0 and "--overwrite" in err
     assert (d / "imgs" / "a.png").read_bytes() == before
-    r = run_cli(
+    code, err = run_inproc(
         "tools/infer.py",
         "-c",
         str(d / "toy.yml"),
@@ -133,14 +144,15 @@ def test_infer_refuses_to_overwrite_inputs_and_missing_weights(setup, tmp_path):
         str(d / "imgs" / "a.png"),
         "--save_dir",
         str(tmp_path / "o"),
+        capsys=capsys,
     )
-    assert r.returncode != 0 and "missing.pdparams" in r.stderr and "Traceback" not in r.stderr
+    assert code != 0 and "missing.pdparams" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
 
 
-def test_export_then_deploy_infer(setup, tmp_path):
+def test_export_then_deploy_infer(setup, tmp_path, capsys):
     d = setup
-    r = run_cli(
+    code, err = run_inproc(
         "tools/export.py",
         "-c",
         str(d / "toy.yml"),
@@ -149,9 +161,11 @@ def test_export_then_deploy_infer(setup, tmp_path):
         "--save_dir",
         str(tmp_path / "exp"),
         "--no_measure_memory",
+        capsys=capsys,
     )
-    assert r.returncode == 0, r.stderr
+    assert code == 0, err
     assert (tmp_path / "exp" / "deploy.yaml").is_file()
+    # deploy/python/infer.py as a user runs it (subprocess)
     r = run_cli(
         "deploy/python/infer.py",
         "--config",
@@ -167,7 +181,7 @@ def test_export_then_deploy_infer(setup, tmp_path):
     assert r.returncode == 1  # broken.png
     assert "2 restored, 1 failed: broken.png" in r.stderr
     # the deploy result equals the dynamic-graph result (same pre/post-processing)
-    r2 = run_cli(
+    code, err = run_inproc(
         "tools/infer.py",
         "-c",
         str(d / "toy.yml"),
@@ -177,8 +191,30 @@ def test_export_then_deploy_infer(setup, tmp_path):
         str(d / "imgs" / "a.png"),
         "--save_dir",
         str(tmp_path / "dyn"),
+        "--quiet",
+        capsys=capsys,
     )
-    assert r2.returncode == 0, r2.stderr
+    assert code == 0, err
     a = read_image(str(tmp_path / "res" / "a.png")).data.astype(int)
     b = read_image(str(tmp_path / "dyn" / "a.png")).data.astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+def test_unwritable_save_dir_is_one_line(setup, tmp_path, capsys):
+    d = setup
+    (tmp_path / "afile").write_text("x")
+    code, err = run_inproc(
+        "tools/infer.py",
+        "-c",
+        str(d / "toy.yml"),
+        "--model_path",
+        str(d / "w.pdparams"),
+        "--image_path",
+        str(d / "imgs" / "a.png"),
+        "--save_dir",
+        str(tmp_path / "afile" / "sub"),
+        capsys=capsys,
+    )
+    assert code == 1
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "cannot write" in lines[0] and "Traceback" not in err

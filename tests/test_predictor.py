@@ -153,6 +153,11 @@ def test_from_config_and_restore_api(tmp_path):
         str(tmp_path / "in.png"), config=str(cfg_path), model_path=str(tmp_path / "w.pdparams")
     )
     np.testing.assert_array_equal(out.data, ref)
+    import ppRestore  # the top-level lazy alias gives the same result
+
+    np.testing.assert_array_equal(
+        ppRestore.restore(img, config=str(cfg_path), model_path=str(tmp_path / "w.pdparams")), ref
+    )
     assert read_image(str(tmp_path / "in.png")).data.shape == out.data.shape
 
 
@@ -183,3 +188,14 @@ def test_color_y_pipeline():
     assert np.abs(ycc_out[..., 0] - ycc_in[..., 0]).max() > 1e-3
     # chroma is kept (except where the new RGB had to be clipped into [0, 1])
     assert np.mean(np.abs(ycc_out[..., 1:] - ycc_in[..., 1:]) < 1e-4) > 0.95
+
+
+def test_color_none_passes_other_channel_counts_unclipped():
+    # e.g. PmrNet's packed 4-channel raw: no colour conversion, no clipping
+    p = Predictor.from_model(build("_ToyCNN", channels=4))
+    assert p.options.resolved_color == "none"
+    x = np.random.default_rng(0).random((9, 14, 4), dtype=np.float32) * 3.0
+    out = p.predict(x)
+    assert out.shape == (9, 14, 4) and out.max() > 1.0
+    with pytest.raises(ValueError, match="H x W x 4"):
+        p.predict(x[..., :3])

@@ -1,6 +1,6 @@
 """Export a trained model for Paddle Inference (and ONNX).
 
-    python tools/export.py -c configs/cmfnet/deblur.yml --model_path W.pdparams \
+    python tools/export.py -c configs/cmfnet/cmfnet_deblur.yml --model_path W.pdparams \
         --save_dir output/export [--input_shape 1 3 -1 -1] [--format paddle|onnx]
 
 Writes model.json (Paddle >= 3; model.pdmodel on Paddle 2.x) + model.pdiparams and

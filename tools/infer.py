@@ -1,6 +1,6 @@
 """Restore images with a trained model (dynamic graph).
 
-    python tools/infer.py -c configs/cmfnet/deblur.yml --model_path W.pdparams \
+    python tools/infer.py -c configs/cmfnet/cmfnet_deblur.yml --model_path W.pdparams \
         --image_path photos/ --save_dir output/restored [--tile auto] [--compare]
 
 ``--image_path`` is a file, a folder or a glob; each result keeps its input's name and

@@ -4,7 +4,7 @@ tiling, export, and batch running.
 Notebook use::
 
     from ppRestore.inference import restore
-    out = restore("photo.jpg", config="configs/cmfnet/deblur.yml", model_path="cmfnet_deblur")
+    out = restore("photo.jpg", config="configs/cmfnet/cmfnet_deblur.yml", model_path="W.pdparams")
     out = restore(array_uint8, model_dir="output/export")  # an exported model
 
 Importing this package does not import Paddle; the first call does.

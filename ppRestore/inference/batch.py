@@ -169,10 +169,8 @@ def run_batch(
             write_image(dst, out.data, out.alpha)
             used[real] = f
             if compare:
-                write_image(
-                    output_path(f, save_dir, np.uint16, "_compare").rsplit(".", 1)[0] + ".png",
-                    compare_image(img, out),
-                )
+                stem = os.path.splitext(os.path.basename(f))[0]
+                write_image(os.path.join(save_dir, stem + "_compare.png"), compare_image(img, out))
             result.restored.append((f, dst))
         except (
             ImageReadError,

@@ -53,10 +53,36 @@ def infer_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+class TileProgress:
+    """A tqdm bar over the tiles of one image (big photos take minutes on CPU)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < 2:
+            return
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(
+                total=total, unit="tile", leave=False, file=sys.stderr, dynamic_ncols=True
+            )
+        self.bar.update(1)
+        self.bar.refresh()  # tiles take seconds to minutes: show every one
+        if done >= total:
+            self.bar.close()
+            self.bar = None
+
+
 def run_and_report(predictor, args: argparse.Namespace) -> int:
     from ppRestore.inference.batch import run_batch
 
     print(f"ppRestore: {predictor.describe()}", file=sys.stderr)
+    if not args.quiet:
+        predictor.progress = TileProgress()
     res = run_batch(
         predictor.restore_image,
         args.image_path,

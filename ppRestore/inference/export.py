@@ -147,6 +147,14 @@ def export_model(
         },
         "paddle_version": paddle.__version__,
     }
+    # The graph stays dynamic (the predictor pads any size); a config's
+    # ``export.input_shape`` is kept as the TensorRT optimisation shape.
+    opt = (cfg.get("export") or {}).get("input_shape") or [1, c, 512, 512]
+    info["trt_shapes"] = {
+        "min": [1, c, 32, 32],
+        "opt": [1, c, int(opt[2]), int(opt[3])],
+        "max": [1, c, 2048, 2048],
+    }
     # PmrNet (raw denoising) keeps its camera pipeline parameters in the config.
     for key in ("raw", "k_sigma"):
         if key in infer_cfg:

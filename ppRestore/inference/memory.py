@@ -31,7 +31,18 @@ def current_rss() -> int:
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process so far, bytes (Linux ``ru_maxrss``)."""
+    """Peak resident set size of this process so far, bytes.
+
+    ``VmHWM`` from ``/proc/self/status`` first: ``ru_maxrss`` survives ``fork``+``exec``
+    on Linux, so a child started by a big parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
 

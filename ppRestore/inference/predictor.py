@@ -37,7 +37,7 @@ from .backends import Backend, DynamicBackend, OnnxRuntimeBackend, PaddleInferen
 
 __all__ = ["InferOptions", "Predictor", "load_deploy_yaml"]
 
-COLOR_MODES = ("auto", "rgb", "gray", "y")
+COLOR_MODES = ("auto", "rgb", "gray", "y", "none")
 GRAY_MODES = ("per_channel", "y")
 
 
@@ -48,7 +48,8 @@ class InferOptions:
 
     Attributes:
         color: ``auto`` (``rgb`` for 3-channel models, ``gray`` for 1-channel), ``rgb``,
-            ``gray`` or ``y`` (see the module docstring).
+            ``gray``, ``y`` (see the module docstring) or ``none`` (arrays with exactly
+            ``in_channels`` channels go through unchanged, e.g. PmrNet's packed raw).
         gray_mode: how a 1-channel ``gray`` model treats a colour image:
             ``per_channel`` or ``y``.
         upsample_input: bicubic-upscale the input by ``scale`` before the network, which
@@ -121,7 +122,7 @@ class InferOptions:
     def resolved_color(self) -> str:
         if self.color != "auto":
             return self.color
-        return "gray" if self.in_channels == 1 else "rgb"
+        return {1: "gray", 3: "rgb"}.get(self.in_channels, "none")
 
     @property
     def net_scale(self) -> int:
@@ -280,8 +281,15 @@ class Predictor:
                 os.path.join(model_dir, info.get("onnx_file", "model.onnx")), cpu_threads, device
             )
         elif backend == "paddle":
-            if precision == "int8" and device.startswith("cpu") and info.get("int8_dir"):
-                # A post-training-quantised copy lives next to the fp32 model.
+            if precision == "int8" and device.startswith("cpu") and not use_trt:
+                # oneDNN int8 needs a quantised graph (quantize/dequantize ops); on an fp32
+                # graph enable_mkldnn_int8 silently runs fp32, so refuse instead.
+                if not info.get("int8_dir"):
+                    raise ValueError(
+                        "int8 on CPU needs a post-training-quantised export ('int8_dir' in "
+                        "deploy.yaml); none is available for Paddle 3.3.1 (see docs/deploy.md). "
+                        "Use --precision bf16 on CPU, or int8 with --use_trt on GPU"
+                    )
                 model_dir = os.path.join(model_dir, info["int8_dir"])
             be = PaddleInferenceBackend(
                 model_dir,
@@ -291,6 +299,7 @@ class Predictor:
                 precision=precision,
                 use_trt=use_trt,
                 in_channels=int(info.get("in_channels", 3)),
+                **{f"trt_{k}_shape": v for k, v in (info.get("trt_shapes") or {}).items()},
             )
         else:
             raise ValueError(f"backend must be 'paddle' or 'onnx', got '{backend}'")
@@ -372,7 +381,7 @@ class Predictor:
                 acc = y if acc is None else acc + y
         return acc / 8.0
 
-    def _run_planes(self, img: np.ndarray) -> np.ndarray:
+    def _run_planes(self, img: np.ndarray, clip: bool = True) -> np.ndarray:
         """``H x W x C`` (C = network in_channels) float -> network output ``H' x W' x C'``."""
         o = self.options
         if o.upsample_input and o.scale > 1:
@@ -380,22 +389,31 @@ class Predictor:
         x = img.transpose(2, 0, 1)[None].astype(np.float32)
         y = self.forward(x)
         # Clip each network output to the valid range before any channel recombination.
-        return np.clip(y[0].transpose(1, 2, 0), 0.0, 1.0)
+        y = y[0].transpose(1, 2, 0)
+        return np.clip(y, 0.0, 1.0) if clip else y
 
     def predict(self, img: np.ndarray) -> np.ndarray:
         """Restore a float ``H x W x C`` (C = 1 or 3) image in [0, 1].
 
         Returns:
-            float32 ``H*scale x W*scale x C`` in [0, 1], same channel count as the input.
+            float32 ``H*scale x W*scale x C`` in [0, 1], same channel count as the input
+            (with ``color: none``: the network's output channels, not clipped).
         """
         img = np.asarray(img, dtype=np.float32)
         if img.ndim == 2:
             img = img[..., None]
+        o = self.options
+        color = o.resolved_color
+        if color == "none":
+            if img.ndim != 3 or img.shape[2] != o.in_channels:
+                raise ValueError(
+                    f"expected H x W x {o.in_channels} (color: none), got shape {img.shape}"
+                )
+            # no clipping: such models may work outside [0, 1] (PmrNet's k-sigma space)
+            return self._run_planes(img, clip=False).astype(np.float32, copy=False)
         if img.ndim != 3 or img.shape[2] not in (1, 3):
             raise ValueError(f"expected an H x W x C image with C = 1 or 3, got shape {img.shape}")
-        o = self.options
         c = img.shape[2]
-        color = o.resolved_color
         if color == "rgb":
             if o.in_channels != 3:
                 raise ValueError(
