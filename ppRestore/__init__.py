@@ -17,4 +17,6 @@ def restore(img, config=None, model_path=None, model_dir=None, device=None, **kw
     """Restore one image; see :func:`ppRestore.inference.restore` (imports Paddle lazily)."""
     from .inference import restore as _restore
 
-    return _restore(img, config=config, model_path=model_path, model_dir=model_dir, device=device, **kwargs)
+    return _restore(
+        img, config=config, model_path=model_path, model_dir=model_dir, device=device, **kwargs
+    )
