@@ -1,10 +1,11 @@
-"""Parameter count and dynamic-graph CPU latency of SRCNN, DnCNN, U-Net and DMCNN.
+"""Parameter count and dynamic-graph CPU latency of every ppRestore model.
 
 Each model in its default/paper configuration gets a 1 x C x 256 x 256 input (for
-SRCNNPixelShuffle that is the low-resolution input; its output is 768 x 768). One
+SRCNNPixelShuffle that is the low-resolution input; its output is 768 x 768; for the raw
+PmrNet the packed 4 x 128 x 128 of a 256 x 256 Bayer frame). One
 warm-up run, then the median of ``--runs`` timed runs under ``paddle.no_grad()``.
 
-Run:  PYTHONPATH=. python benchmarks/latency_models_b.py [--threads 2]
+Run:  python benchmarks/latency_models.py [--threads 2] [--only DnCNN]
 """
 
 import argparse
@@ -16,6 +17,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODELS = [
+    ("CMFNet (official size, RGB)", {"type": "CMFNet"}),
+    ("PmrNet (raw, 4 x 128 x 128)", {"type": "PmrNet", "in_channels": 4}),
+    ("PmrNet (RGB)", {"type": "PmrNet", "in_channels": 3}),
     ("SRCNN 9-1-5 (x3, Y)", {"type": "SRCNN"}),
     ("SRCNN 9-5-5 (x3, Y)", {"type": "SRCNN", "kernel_sizes": [9, 5, 5]}),
     ("SRCNNPixelShuffle x3 (Y)", {"type": "SRCNNPixelShuffle", "scale": 3}),
@@ -48,7 +52,8 @@ def main() -> None:
         m = build_model(cfg)
         m.eval()
         n_params = sum(int(np.prod(p.shape)) for p in m.parameters())
-        x = paddle.rand([1, m.in_channels, a.size, a.size])
+        side = a.size // 2 if m.in_channels == 4 else a.size  # packed Bayer: half size
+        x = paddle.rand([1, m.in_channels, side, side])
         times = []
         with paddle.no_grad():
             m(x)  # warm-up
