@@ -20,7 +20,12 @@ sys.path.insert(0, REPO)
 
 
 def main(argv=None) -> int:
-    from ppRestore.inference.cli import add_common_args, infer_overrides, run_and_report
+    from ppRestore.inference.cli import (
+        add_common_args,
+        check_raw_args,
+        infer_overrides,
+        run_and_report,
+    )
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,6 +73,10 @@ def main(argv=None) -> int:
             use_trt=args.use_trt,
             **infer_overrides(args),
         )
+        problem = check_raw_args(predictor, args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         if args.benchmark:
             return benchmark(predictor, args)
         return run_and_report(predictor, args)
