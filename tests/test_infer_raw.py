@@ -158,3 +158,28 @@ def test_predictor_restore_raw_refuses_rgb_model_and_rgb_on_raw(setup):
     plain = Predictor.from_model(setup["model"])
     with pytest.raises(ValueError, match="infer.color: raw"):
         plain.restore_raw(setup["u16"], ISO)
+
+
+def test_exported_raw_model_through_deploy_cli(setup, tmp_path):
+    # export keeps infer.color: raw and inp_scale in deploy.yaml; the deploy CLI then
+    # denoises Bayer frames on Paddle Inference like the dynamic graph does.
+    env = dict(os.environ, PYTHONPATH=REPO, GLOG_minloglevel="3")
+    exp = tmp_path / "export"
+    r = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "export.py"), "-c", setup["config"],
+         "--model_path", setup["weights"], "--save_dir", str(exp), "--no_measure_memory"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, os.path.join(REPO, "deploy", "python", "infer.py"), "--config",
+         str(exp), "--image_path", str(setup["frames"] / "a_u16.npy"), "--save_dir", str(out),
+         "--iso", str(ISO), "--black_level", str(BLACK), "--white_level", str(WHITE), "--quiet"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = np.load(out / "a_u16.npy")
+    direct = denoise_raw(setup["u16"], ISO, setup["model"], "RGGB", BLACK, WHITE)
+    expect = np.round(direct.astype(np.float64) * (WHITE - BLACK) + BLACK)
+    assert res.dtype == np.uint16 and np.abs(res - expect).max() <= 1
