@@ -6,6 +6,16 @@
 ``--image_path`` is a file, a folder or a glob; each result keeps its input's name and
 size (16-bit images in an 8-bit-only format are saved as .png). Exit code 1 when any
 file failed. The same code serves deploy/python/infer.py (Paddle Inference).
+
+Raw models (``infer: {color: raw}``, configs/pmrnet/pmrnet_raw.yml) take Bayer frames
+(``.npy`` 2-D arrays, ``.dng`` and other camera raw files with rawpy) and need the ISO:
+
+    python tools/infer.py -c configs/pmrnet/pmrnet_raw.yml --model_path W.pdparams \
+        --image_path frames/ --save_dir output/raw --iso 1600 [--bayer_pattern RGGB] \
+        [--black_level 64 --white_level 1023] [--compare]
+
+Each frame gives NAME.npy (denoised, same dtype and levels as the input) and NAME.png
+(a preview through a simple ISP).
 """
 
 from __future__ import annotations
@@ -18,7 +28,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    from ppRestore.inference.cli import add_common_args, infer_overrides, run_and_report
+    from ppRestore.inference.cli import (
+        add_common_args,
+        check_raw_args,
+        infer_overrides,
+        run_and_report,
+    )
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,6 +63,10 @@ def main(argv=None) -> int:
             opts=args.opts,
             **infer_overrides(args),
         )
+        problem = check_raw_args(predictor, args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         return run_and_report(predictor, args)
     except (
         ConfigError,

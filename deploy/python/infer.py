@@ -20,7 +20,12 @@ sys.path.insert(0, REPO)
 
 
 def main(argv=None) -> int:
-    from ppRestore.inference.cli import add_common_args, infer_overrides, run_and_report
+    from ppRestore.inference.cli import (
+        add_common_args,
+        check_raw_args,
+        infer_overrides,
+        run_and_report,
+    )
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,6 +73,10 @@ def main(argv=None) -> int:
             use_trt=args.use_trt,
             **infer_overrides(args),
         )
+        problem = check_raw_args(predictor, args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         if args.benchmark:
             return benchmark(predictor, args)
         return run_and_report(predictor, args)
@@ -90,28 +99,57 @@ def benchmark(predictor, args) -> int:
     import time
 
     from ppRestore.inference.batch import run_batch
+    from ppRestore.inference.cli import is_raw
     from ppRestore.inference.memory import peak_rss
 
     times = []
+    if is_raw(predictor):
+        from ppRestore.data.raw import read_raw
+        from ppRestore.inference.batch import list_raw_files, run_raw_batch
 
-    def timed(img):
-        t = time.perf_counter()
-        out = predictor.restore_image(img)
-        times.append((img.path, img.data.shape, time.perf_counter() - t))
-        return out
+        def timed_raw(bayer, iso, pattern):
+            t = time.perf_counter()
+            out = predictor.restore_raw(bayer, iso, pattern)
+            times.append(("frame", bayer.shape, time.perf_counter() - t))
+            return out
 
-    from ppRestore.data.io import list_images, read_image
+        f0 = list_raw_files(args.image_path)[0]
+        first = read_raw(f0, args.bayer_pattern if f0.lower().endswith(".npy") else None)
+        predictor.restore_raw(first.bayer, args.iso, first.pattern)  # warm-up
+        res = run_raw_batch(
+            timed_raw,
+            args.image_path,
+            args.save_dir,
+            iso=args.iso,
+            pattern=args.bayer_pattern,
+            black_level=args.black_level,
+            white_level=args.white_level,
+            overwrite=args.overwrite,
+            compare=args.compare,
+            progress=False,
+        )
+        names = [os.path.basename(f) for f, _ in res.restored]
+        times = [(n,) + t[1:] for n, t in zip(names, times)]
+    else:
 
-    first = list_images(args.image_path)[0]
-    predictor.restore_image(read_image(first))  # warm-up: oneDNN builds its kernels here
-    res = run_batch(
-        timed,
-        args.image_path,
-        args.save_dir,
-        overwrite=args.overwrite,
-        compare=args.compare,
-        progress=False,
-    )
+        def timed(img):
+            t = time.perf_counter()
+            out = predictor.restore_image(img)
+            times.append((img.path, img.data.shape, time.perf_counter() - t))
+            return out
+
+        from ppRestore.data.io import list_images, read_image
+
+        first = list_images(args.image_path)[0]
+        predictor.restore_image(read_image(first))  # warm-up: oneDNN builds its kernels here
+        res = run_batch(
+            timed,
+            args.image_path,
+            args.save_dir,
+            overwrite=args.overwrite,
+            compare=args.compare,
+            progress=False,
+        )
     for path, shape, t in times:
         print(f"{os.path.basename(path)}  {shape[1]}x{shape[0]}  {t * 1000:.1f} ms")
     if times:

@@ -27,7 +27,15 @@ import numpy as np
 
 from ..data.io import Image, ImageReadError, ImageWriteError, list_images, read_image, write_image
 
-__all__ = ["BatchResult", "output_path", "run_batch", "compare_image", "check_save_dir"]
+__all__ = [
+    "BatchResult",
+    "output_path",
+    "run_batch",
+    "run_raw_batch",
+    "list_raw_files",
+    "compare_image",
+    "check_save_dir",
+]
 
 # Formats cv2 writes at 16 bits; others are 8-bit only.
 _SIXTEEN_BIT_EXTS = (".png", ".tif", ".tiff", ".ppm", ".pgm")
@@ -121,8 +129,35 @@ def run_batch(
         ImageReadError: the spec matches nothing; ImageWriteError: save_dir unusable;
         ValueError: save_dir is the input folder without ``overwrite``.
     """
-    t0 = time.perf_counter()
     files = list_images(image_spec)
+
+    def job(f: str, check_dst: Callable[[str], str]) -> str:
+        img = read_image(f)
+        dst = check_dst(output_path(f, save_dir, img.data.dtype))
+        out = restore_fn(img)
+        write_image(dst, out.data, out.alpha)
+        if compare:
+            stem = os.path.splitext(os.path.basename(f))[0]
+            write_image(os.path.join(save_dir, stem + "_compare.png"), compare_image(img, out))
+        return dst
+
+    return _run_files(files, job, save_dir, overwrite, progress, log)
+
+
+def _run_files(
+    files: List[str],
+    job: Callable[[str, Callable[[str], str]], str],
+    save_dir: str,
+    overwrite: bool,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> BatchResult:
+    """The per-file loop shared by images and raw frames: overwrite protection, one
+    FAILED line per bad file, progress bar, summary. ``job(file, check_dst)`` restores
+    one file and returns its main output path; it must pass that path through
+    ``check_dst`` (which raises when it would replace an input or another result)
+    before writing anything."""
+    t0 = time.perf_counter()
     inputs = {os.path.realpath(f) for f in files}
     in_dirs = {os.path.dirname(p) for p in inputs}
     if not overwrite and os.path.realpath(save_dir) in in_dirs:
@@ -153,9 +188,8 @@ def run_batch(
     result = BatchResult()
     used: dict = {}
     for f in files:
-        try:
-            img = read_image(f)
-            dst = output_path(f, save_dir, img.data.dtype)
+
+        def check_dst(dst: str, f: str = f) -> str:
             real = os.path.realpath(dst)
             if real in inputs and not overwrite:
                 raise ImageWriteError(
@@ -165,12 +199,11 @@ def run_batch(
                 raise ImageWriteError(
                     f"{f}: output {dst} is also the output of {used[real]}; rename one of them"
                 )
-            out = restore_fn(img)
-            write_image(dst, out.data, out.alpha)
-            used[real] = f
-            if compare:
-                stem = os.path.splitext(os.path.basename(f))[0]
-                write_image(os.path.join(save_dir, stem + "_compare.png"), compare_image(img, out))
+            return dst
+
+        try:
+            dst = job(f, check_dst)
+            used[os.path.realpath(dst)] = f
             result.restored.append((f, dst))
         except (
             ImageReadError,
@@ -189,3 +222,127 @@ def run_batch(
         bar.close()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def list_raw_files(spec: str) -> List[str]:
+    """Like :func:`~ppRestore.data.io.list_images` for raw frames: a file or glob as
+    given, a folder's ``.npy`` and camera raw files (other files are skipped)."""
+    from ..data.raw import RAW_EXTENSIONS
+
+    spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        exts = (".npy",) + RAW_EXTENSIONS
+        try:
+            names = os.listdir(spec)
+        except OSError as e:
+            raise ImageReadError(f"{spec}: cannot list folder ({e.strerror or e})") from None
+        files = sorted(
+            os.path.join(spec, n)
+            for n in names
+            if not n.startswith(".")
+            and os.path.splitext(n)[1].lower() in exts
+            and os.path.isfile(os.path.join(spec, n))
+        )
+        if not files:
+            raise ImageReadError(f"{spec}: folder has no raw files (looked for {', '.join(exts)})")
+        return files
+    return list_images(spec)
+
+
+def _denormalize(x01: np.ndarray, like: np.dtype, black: float, white: float) -> np.ndarray:
+    """``[0, 1]`` Bayer back to the input's value convention (dtype and levels)."""
+    y = x01.astype(np.float64) * (white - black) + black
+    if np.issubdtype(like, np.integer):
+        info = np.iinfo(like)
+        return np.clip(np.rint(y), info.min, info.max).astype(like)
+    return y.astype(like)
+
+
+def run_raw_batch(
+    restore_raw: Callable[..., np.ndarray],
+    raw_spec: str,
+    save_dir: str,
+    iso: float,
+    pattern: str = "RGGB",
+    black_level: float | None = None,
+    white_level: float | None = None,
+    overwrite: bool = False,
+    compare: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = None,
+) -> BatchResult:
+    """Denoise every Bayer frame of ``raw_spec`` (``.npy``/``.dng``..., file, folder or
+    glob) into ``save_dir``, with the same per-file handling as :func:`run_batch`.
+
+    Each frame gives ``NAME.npy``, the denoised Bayer in the input's convention (a
+    ``.npy`` keeps its dtype and black/white levels; a camera raw file gives float32 in
+    ``[0, 1]``), and ``NAME.png``, a preview through the simple ISP
+    (:func:`~ppRestore.data.raw.save_raw_preview`); ``compare=True`` adds
+    ``NAME_compare.png`` (noisy | denoised previews, same white balance).
+
+    Args:
+        restore_raw: ``(bayer01, iso, pattern) -> bayer01`` (``Predictor.restore_raw``).
+        iso: capture ISO of the frames.
+        pattern: CFA pattern of ``.npy`` frames (camera raw files carry theirs).
+        black_level, white_level: levels of integer ``.npy`` frames (default 0 and the
+            dtype maximum); for float frames only when given.
+    """
+    from ..data.raw import (
+        check_pattern,
+        gray_world_gains,
+        raw_to_rgb,
+        read_raw,
+        save_raw_preview,
+    )
+
+    pattern = check_pattern(pattern)
+    if iso is None or not float(iso) > 0:
+        raise ValueError(f"--iso must be a positive number, got {iso}")
+    files = list_raw_files(raw_spec)
+
+    def job(f: str, check_dst: Callable[[str], str]) -> str:
+        stem = os.path.splitext(os.path.basename(f))[0]
+        dst = check_dst(os.path.join(save_dir, stem + ".npy"))
+        png = check_dst(os.path.join(save_dir, stem + ".png"))
+        is_npy = f.lower().endswith(".npy")
+        raw = read_raw(
+            f, pattern if is_npy else None, black_level, white_level
+        )  # -> [0, 1] float32, one-line RawError when unreadable
+        den = restore_raw(raw.bayer, float(iso), raw.pattern)
+        if is_npy:
+            like = np.load(f, mmap_mode="r", allow_pickle=False).dtype
+            integer = np.issubdtype(like, np.integer)
+            if integer or black_level is not None or white_level is not None:
+                black = float(black_level or 0.0)
+                white = (
+                    float(white_level)
+                    if white_level is not None
+                    else float(np.iinfo(like).max)
+                    if integer
+                    else 1.0
+                )
+            else:
+                black, white = 0.0, 1.0
+            out = _denormalize(den, like, black, white)
+        else:
+            out = den.astype(np.float32)
+        try:
+            np.save(dst, out, allow_pickle=False)
+        except OSError as e:
+            raise ImageWriteError(f"{dst}: cannot write ({e.strerror or e})") from None
+        # one white balance for both previews so the comparison is fair
+        gains = raw.wb_gains or gray_world_gains(den, raw.pattern)
+        save_raw_preview(png, den, raw.pattern, wb_gains=gains)
+        if compare:
+            a = raw_to_rgb(raw.bayer, raw.pattern, wb_gains=gains)
+            b = raw_to_rgb(den, raw.pattern, wb_gains=gains)
+            gap = np.ones((a.shape[0], 8, 3), np.float32)
+            side = np.concatenate([a, gap, b], axis=1)
+            write_image(
+                os.path.join(save_dir, stem + "_compare.png"),
+                (side * 255 + 0.5).astype(np.uint8),
+            )
+        return dst
+
+    # read_raw/denoise_raw raise RawError, a ValueError: caught per file by _run_files.
+    return _run_files(files, job, save_dir, overwrite, progress, log)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_common_args", "infer_overrides", "run_and_report"]
+__all__ = ["add_common_args", "infer_overrides", "run_and_report", "check_raw_args", "is_raw"]
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,29 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
         "--compare", action="store_true", help="also write NAME_compare.png (input | output)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    raw = p.add_argument_group("raw models (infer.color: raw, e.g. configs/pmrnet/pmrnet_raw.yml)")
+    raw.add_argument(
+        "--iso", type=float, default=None, help="capture ISO of the Bayer frames (required)"
+    )
+    raw.add_argument(
+        "--bayer_pattern",
+        default="RGGB",
+        type=str.upper,
+        choices=["RGGB", "BGGR", "GRBG", "GBRG"],
+        help="CFA pattern of .npy frames (camera raw files carry theirs); default RGGB",
+    )
+    raw.add_argument(
+        "--black_level",
+        type=float,
+        default=None,
+        help="black level of .npy frames (default 0 for integer frames)",
+    )
+    raw.add_argument(
+        "--white_level",
+        type=float,
+        default=None,
+        help="white level of .npy frames (default: the dtype maximum for integer frames)",
+    )
 
 
 def infer_overrides(args: argparse.Namespace) -> dict:
@@ -77,20 +100,48 @@ class TileProgress:
             self.bar = None
 
 
+def is_raw(predictor) -> bool:
+    """True for raw (Bayer) models: ``infer.color: raw`` in the config / deploy.yaml."""
+    return predictor.options.resolved_color == "raw"
+
+
+def check_raw_args(predictor, args: argparse.Namespace) -> str | None:
+    """The one-line problem with the raw flags for this model, or None."""
+    if is_raw(predictor) and args.iso is None:
+        return "--iso is required for a raw model (the capture ISO of the frames, e.g. --iso 1600)"
+    if is_raw(predictor) and not args.iso > 0:
+        return f"--iso must be positive, got {args.iso:g}"
+    return None
+
+
 def run_and_report(predictor, args: argparse.Namespace) -> int:
-    from ppRestore.inference.batch import run_batch
+    from ppRestore.inference.batch import run_batch, run_raw_batch
 
     print(f"ppRestore: {predictor.describe()}", file=sys.stderr)
     if not args.quiet:
         predictor.progress = TileProgress()
-    res = run_batch(
-        predictor.restore_image,
-        args.image_path,
-        args.save_dir,
-        overwrite=args.overwrite,
-        compare=args.compare,
-        progress=not args.quiet,
-    )
+    if is_raw(predictor):
+        res = run_raw_batch(
+            predictor.restore_raw,
+            args.image_path,
+            args.save_dir,
+            iso=args.iso,
+            pattern=args.bayer_pattern,
+            black_level=args.black_level,
+            white_level=args.white_level,
+            overwrite=args.overwrite,
+            compare=args.compare,
+            progress=not args.quiet,
+        )
+    else:
+        res = run_batch(
+            predictor.restore_image,
+            args.image_path,
+            args.save_dir,
+            overwrite=args.overwrite,
+            compare=args.compare,
+            progress=not args.quiet,
+        )
     print(res.summary(), file=sys.stderr)
     if res.restored:
         print(f"results in {args.save_dir}", file=sys.stderr)

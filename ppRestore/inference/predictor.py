@@ -37,7 +37,7 @@ from .backends import Backend, DynamicBackend, OnnxRuntimeBackend, PaddleInferen
 
 __all__ = ["InferOptions", "Predictor", "load_deploy_yaml"]
 
-COLOR_MODES = ("auto", "rgb", "gray", "y", "none")
+COLOR_MODES = ("auto", "rgb", "gray", "y", "none", "raw")
 GRAY_MODES = ("per_channel", "y")
 
 
@@ -49,7 +49,9 @@ class InferOptions:
     Attributes:
         color: ``auto`` (``rgb`` for 3-channel models, ``gray`` for 1-channel), ``rgb``,
             ``gray``, ``y`` (see the module docstring) or ``none`` (arrays with exactly
-            ``in_channels`` channels go through unchanged, e.g. PmrNet's packed raw).
+            ``in_channels`` channels go through unchanged, e.g. PmrNet's packed raw) or
+            ``raw`` (Bayer frames through :meth:`Predictor.restore_raw`, the mode of
+            ``configs/pmrnet/pmrnet_raw.yml``).
         gray_mode: how a 1-channel ``gray`` model treats a colour image:
             ``per_channel`` or ``y``.
         upsample_input: bicubic-upscale the input by ``scale`` before the network, which
@@ -209,7 +211,12 @@ class Predictor:
         return cls(
             DynamicBackend(model, device),
             opts,
-            {"model_type": type(model).__name__, "backend": "dynamic"},
+            {
+                "model_type": type(model).__name__,
+                "backend": "dynamic",
+                # PmrNet multiplies its input by inp_scale itself; denoise_raw must know.
+                "inp_scale": float(getattr(model, "inp_scale", 1.0) or 1.0),
+            },
         )
 
     @classmethod
@@ -320,6 +327,8 @@ class Predictor:
             "model_type": info.get("model_type", "?"),
             "backend": be.name,
             "model_dir": model_dir,
+            # the exported graph contains the model's own inp_scale factor
+            "inp_scale": float((info.get("model") or {}).get("inp_scale", 1.0) or 1.0),
         }
         return cls(be, opts, meta)
 
@@ -404,6 +413,11 @@ class Predictor:
             img = img[..., None]
         o = self.options
         color = o.resolved_color
+        if color == "raw":
+            raise ValueError(
+                "this is a raw (Bayer) model (infer.color: raw): use restore_raw on a Bayer "
+                "frame (.npy/.dng), not an RGB image"
+            )
         if color == "none":
             if img.ndim != 3 or img.shape[2] != o.in_channels:
                 raise ValueError(
@@ -452,6 +466,39 @@ class Predictor:
         return ycbcr2rgb(
             np.concatenate([y, cbcr.astype(np.float32)], axis=2).astype(np.float64)
         ).astype(np.float32)
+
+    def restore_raw(
+        self,
+        bayer: np.ndarray,
+        iso: float,
+        pattern: str = "RGGB",
+        black_level: float | None = None,
+        white_level: float | None = None,
+    ) -> np.ndarray:
+        """Denoise a Bayer frame with a packed-raw model (PmrNet, ``infer.color: raw``).
+
+        Runs :func:`ppRestore.data.raw.denoise_raw` (normalisation, pattern flip,
+        packing, k-sigma at ``iso``, padding) with this predictor's backend as the
+        network, so tiling and exported models (Paddle Inference, ONNX) work too.
+
+        Args:
+            bayer: ``H x W`` float in ``[0, 1]``, or integer raw values with levels.
+            iso: capture ISO.
+            pattern: CFA pattern of ``bayer``.
+            black_level, white_level: see :func:`ppRestore.data.raw.normalize_bayer`.
+
+        Returns:
+            The denoised ``H x W`` float32 Bayer frame in ``[0, 1]``.
+        """
+        from ..data.raw import denoise_raw
+
+        if self.options.resolved_color != "raw":
+            raise ValueError(
+                f"restore_raw needs a raw model (infer.color: raw), this one is "
+                f"'{self.options.resolved_color}'"
+            )
+        net = _RawNet(self.forward, self.meta.get("inp_scale", 1.0))
+        return denoise_raw(bayer, iso, net, pattern, black_level, white_level)
 
     # --- images in, images out ------------------------------------------------------
 
@@ -510,6 +557,18 @@ class Predictor:
 
     def options_dict(self) -> Dict[str, Any]:
         return asdict(self.options)
+
+
+class _RawNet:
+    """The predictor's forward as the ``model`` of denoise_raw (which reads
+    ``inp_scale`` to know what part of the input scaling the network applies)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], inp_scale: float) -> None:
+        self.fn = fn
+        self.inp_scale = float(inp_scale)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.fn(x)
 
 
 def _imresize(img: np.ndarray, scale: int, output_shape: tuple | None = None) -> np.ndarray:
