@@ -244,3 +244,26 @@ def test_base_snippets_build_on_kodak24(shared_data):
     assert lq.shape == gt.shape == (3, 48, 48)
     val = build_dataset(cfg["val_dataset"], mode="val", seed=0)
     assert val[0][0].shape == (3, 128, 128)
+
+
+def test_channels_y_is_matlab_luma(tmp_path):
+    """channels: y gives MATLAB rgb2ycbcr's Y (16-235, 8-bit rounded), built from YAML."""
+    from ppRestore.data.io import write_image
+    from ppRestore.registry import DATASETS
+
+    img = np.zeros((4, 6, 3), np.uint8)
+    img[:2] = 255  # white -> Y 235
+    img[2:, :, 0] = 255  # pure red -> Y 81 (MATLAB: 16 + 65.481 = 81.481 -> 81)
+    write_image(str(tmp_path / "c" / "a.png"), img)
+    grey = np.full((4, 6, 1), 100, np.uint8)  # a grey image is already Y
+    write_image(str(tmp_path / "c" / "b.png"), grey)
+    ds = DATASETS.build(
+        {"type": "SyntheticDataset", "dataset_root": str(tmp_path / "c"), "channels": "y"},
+        mode="val",
+    )
+    y = ds[0][1][0] * 255
+    np.testing.assert_allclose(y[:2], 235, atol=1e-4)
+    np.testing.assert_allclose(y[2:], 81, atol=1e-4)
+    np.testing.assert_allclose(ds[1][1][0] * 255, 100, atol=1e-4)
+    with pytest.raises(ValueError, match="channels must be 1, 3 or 'y'"):
+        SyntheticDataset(str(tmp_path / "c"), channels="rgb")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence, Union
 
 import numpy as np
 
@@ -21,6 +21,20 @@ from ..registry import DATASETS
 from .degradations import DegradationPipeline
 from .io import IMAGE_EXTENSIONS, read_image
 from .transforms import Compose
+
+
+def _matlab_y(img: Any) -> np.ndarray:
+    """MATLAB's ``rgb2ycbcr`` Y (BT.601, 16-235) of an 8-bit RGB image, rounded to 8 bits
+    as MATLAB does, as float ``H x W x 1`` in [0, 1]: the luma SR papers train and score
+    on. A grey image is taken as Y already (as the SRCNN/VDSR training scripts do)."""
+    from .color import rgb2y
+
+    data = img.data
+    if data.shape[2] == 1:
+        return img.to_float()
+    if data.dtype != np.uint8:  # 16-bit: MATLAB-style rounding is defined on 8 bits
+        return rgb2y(img.to_float().astype(np.float64)).astype(np.float32)[..., None]
+    return (rgb2y(data).astype(np.float32) / 255.0)[..., None]
 
 
 def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -53,22 +67,27 @@ def _chw(img: np.ndarray) -> np.ndarray:
 
 
 class _RestoreDataset:
-    """Shared logic: key -> (epoch, index) -> rng, image cache, transforms."""
+    """Shared logic: key -> (epoch, index) -> rng, image cache, transforms.
+
+    ``channels``: 3 (RGB; grey replicated), 1 (BT.601 full-range luma) or ``"y"``
+    (MATLAB's ``rgb2ycbcr`` Y, 16-235, rounded to 8 bits: the channel SR papers train
+    and score on, so Set5/Set14 PSNR matches their protocol without converting files).
+    """
 
     def __init__(
         self,
         mode: str = "train",
         transforms: List[Dict[str, Any]] | None = None,
-        channels: int = 3,
+        channels: Union[int, str] = 3,
         seed: int = 0,
         repeat: int = 1,
         cache: bool = False,
     ) -> None:
         if mode not in ("train", "val"):
             raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
-        self.mode, self.channels, self.seed = mode, int(channels), int(seed)
+        if channels not in (1, 3, "y"):
+            raise ValueError(f"channels must be 1, 3 or 'y' (MATLAB BT.601 luma), got {channels!r}")
+        self.mode, self.channels, self.seed = mode, channels, int(seed)
         self.repeat = max(int(repeat), 1)
         self.transforms = Compose(transforms or [])
         self.cache = cache
@@ -81,7 +100,11 @@ class _RestoreDataset:
     def _read(self, path: str) -> np.ndarray:
         if self.cache and path in self._cache:
             return self._cache[path]
-        img = _to_channels(read_image(path).to_float(), self.channels)
+        decoded = read_image(path)
+        if self.channels == "y":
+            img = _matlab_y(decoded)
+        else:
+            img = _to_channels(decoded.to_float(), int(self.channels))
         if self.cache:
             self._cache[path] = img
         return img
@@ -115,7 +138,7 @@ class PairedFolderDataset(_RestoreDataset):
         gt_dir: str = "gt",
         mode: str = "train",
         transforms: List[Dict[str, Any]] | None = None,
-        channels: int = 3,
+        channels: Union[int, str] = 3,
         seed: int = 0,
         repeat: int = 1,
         cache: bool = False,
@@ -154,7 +177,7 @@ class PairedImageDataset(PairedFolderDataset):
         target_dir: str = "target",
         mode: str = "train",
         transforms: list[dict[str, Any]] | None = None,
-        channels: int = 3,
+        channels: Union[int, str] = 3,
         seed: int = 0,
         repeat: int = 1,
         cache: bool = False,
@@ -186,7 +209,7 @@ class SyntheticDataset(_RestoreDataset):
         upscale_lq: bool = False,
         mode: str = "train",
         transforms: List[Dict[str, Any]] | None = None,
-        channels: int = 3,
+        channels: Union[int, str] = 3,
         seed: int = 0,
         repeat: int = 1,
         cache: bool = False,
