@@ -27,7 +27,14 @@ MAX_DOWNLOAD_BYTES = 1 << 30  # 1 GiB: far above any model here; stops a runaway
 
 # name -> {"file": path relative to pretrained/, "url": https URL, "sha256": hex,
 #          "config": configs/... path, "arch": converter arch}. Filled as weights land.
-ZOO: Dict[str, Dict[str, str]] = {}
+ZOO: Dict[str, Dict[str, str]] = {
+    # Trained with tools/train.py on a 2-core CPU; commands and numbers: pretrained/README.md.
+    "demo_color_denoise": {
+        "file": "unet_color_denoise_s25.pdparams",
+        "config": "configs/demo.yml",
+        "sha256": "1fea0bc5d499f5829a3fcef0c44b5301923df9ae07a527eccb0bfc40be1d5148",
+    },
+}
 
 
 def cache_dir() -> str:
