@@ -32,7 +32,12 @@ ZOO: Dict[str, Dict[str, str]] = {
     "demo_color_denoise": {
         "file": "unet_color_denoise_s25.pdparams",
         "config": "configs/demo.yml",
-        "sha256": "1fea0bc5d499f5829a3fcef0c44b5301923df9ae07a527eccb0bfc40be1d5148",
+        "sha256": "4ad169aa67dc66df514bbf52b75bed7ad40393634c72c9015a682059fc76beba",
+    },
+    "srcnn_x3": {
+        "file": "srcnn_x3_y.pdparams",
+        "config": "configs/srcnn/srcnn_x3.yml",
+        "sha256": "ced613dc21c83034ec9d4b4392c263012456bb8a3fc409d4d9f53a624ac71264",
     },
 }
 
