@@ -39,6 +39,11 @@ ZOO: Dict[str, Dict[str, str]] = {
         "config": "configs/srcnn/srcnn_x3.yml",
         "sha256": "ced613dc21c83034ec9d4b4392c263012456bb8a3fc409d4d9f53a624ac71264",
     },
+    "srcnn_ps_x3": {
+        "file": "srcnn_ps_x3_y.pdparams",
+        "config": "configs/srcnn/srcnn_ps_x3.yml",
+        "sha256": "63267e41d80688199549ef33c6752246f28f1550cb62b6074efddd4e08521b5d",
+    },
 }
 
 
