@@ -44,6 +44,11 @@ ZOO: Dict[str, Dict[str, str]] = {
         "config": "configs/srcnn/srcnn_ps_x3.yml",
         "sha256": "63267e41d80688199549ef33c6752246f28f1550cb62b6074efddd4e08521b5d",
     },
+    "srcnn_x2": {
+        "file": "srcnn_x2_y.pdparams",
+        "config": "configs/srcnn/srcnn_x2.yml",
+        "sha256": "333fa471987073ccb5e2081474b93a346ed491a5dfed67cdb529d0986cb94c23",
+    },
 }
 
 
