@@ -31,7 +31,29 @@ MAX_DOWNLOAD_BYTES = 1 << 30  # 1 GiB: far above any model here; stops a runaway
 
 # name -> {"file": path relative to pretrained/, "url": https URL, "sha256": hex,
 #          "config": configs/... path, "arch": converter arch}. Filled as weights land.
-ZOO: Dict[str, Dict[str, str]] = {}
+ZOO: Dict[str, Dict[str, str]] = {
+    # Trained with tools/train.py on a 2-core CPU; commands and numbers: pretrained/README.md.
+    "demo_color_denoise": {
+        "file": "unet_color_denoise_s25.pdparams",
+        "config": "configs/demo.yml",
+        "sha256": "4ad169aa67dc66df514bbf52b75bed7ad40393634c72c9015a682059fc76beba",
+    },
+    "srcnn_x3": {
+        "file": "srcnn_x3_y.pdparams",
+        "config": "configs/srcnn/srcnn_x3.yml",
+        "sha256": "ced613dc21c83034ec9d4b4392c263012456bb8a3fc409d4d9f53a624ac71264",
+    },
+    "srcnn_ps_x3": {
+        "file": "srcnn_ps_x3_y.pdparams",
+        "config": "configs/srcnn/srcnn_ps_x3.yml",
+        "sha256": "63267e41d80688199549ef33c6752246f28f1550cb62b6074efddd4e08521b5d",
+    },
+    "srcnn_x2": {
+        "file": "srcnn_x2_y.pdparams",
+        "config": "configs/srcnn/srcnn_x2.yml",
+        "sha256": "333fa471987073ccb5e2081474b93a346ed491a5dfed67cdb529d0986cb94c23",
+    },
+}
 
 
 def cache_dir() -> str:
