@@ -98,14 +98,13 @@ def benchmark(predictor, args) -> int:
     """Restore each image (after a warm-up on the first) and report timings."""
     import time
 
-    from ppRestore.inference.batch import run_batch
-    from ppRestore.inference.cli import is_raw
+    from ppRestore.inference.cli import is_raw, run_files
     from ppRestore.inference.memory import peak_rss
 
     times = []
     if is_raw(predictor):
         from ppRestore.data.raw import read_raw
-        from ppRestore.inference.batch import list_raw_files, run_raw_batch
+        from ppRestore.inference.batch import list_raw_files
 
         def timed_raw(bayer, iso, pattern):
             t = time.perf_counter()
@@ -116,18 +115,7 @@ def benchmark(predictor, args) -> int:
         f0 = list_raw_files(args.image_path)[0]
         first = read_raw(f0, args.bayer_pattern if f0.lower().endswith(".npy") else None)
         predictor.restore_raw(first.bayer, args.iso, first.pattern)  # warm-up
-        res = run_raw_batch(
-            timed_raw,
-            args.image_path,
-            args.save_dir,
-            iso=args.iso,
-            pattern=args.bayer_pattern,
-            black_level=args.black_level,
-            white_level=args.white_level,
-            overwrite=args.overwrite,
-            compare=args.compare,
-            progress=False,
-        )
+        res = run_files(predictor, args, timed_raw, progress=False)
         names = [os.path.basename(f) for f, _ in res.restored]
         times = [(n,) + t[1:] for n, t in zip(names, times)]
     else:
@@ -142,14 +130,7 @@ def benchmark(predictor, args) -> int:
 
         first = list_images(args.image_path)[0]
         predictor.restore_image(read_image(first))  # warm-up: oneDNN builds its kernels here
-        res = run_batch(
-            timed,
-            args.image_path,
-            args.save_dir,
-            overwrite=args.overwrite,
-            compare=args.compare,
-            progress=False,
-        )
+        res = run_files(predictor, args, timed, progress=False)
     for path, shape, t in times:
         print(f"{os.path.basename(path)}  {shape[1]}x{shape[0]}  {t * 1000:.1f} ms")
     if times:

@@ -114,15 +114,15 @@ def check_raw_args(predictor, args: argparse.Namespace) -> str | None:
     return None
 
 
-def run_and_report(predictor, args: argparse.Namespace) -> int:
+def run_files(predictor, args: argparse.Namespace, restore=None, progress: bool = True):
+    """Run the batch runner that fits the model (raw frames or images) with the CLI's
+    flags. ``restore`` stands in for the predictor's own restore call (the deploy
+    benchmark wraps it in a timer)."""
     from ppRestore.inference.batch import run_batch, run_raw_batch
 
-    print(f"ppRestore: {predictor.describe()}", file=sys.stderr)
-    if not args.quiet:
-        predictor.progress = TileProgress()
     if is_raw(predictor):
-        res = run_raw_batch(
-            predictor.restore_raw,
+        return run_raw_batch(
+            restore or predictor.restore_raw,
             args.image_path,
             args.save_dir,
             iso=args.iso,
@@ -131,17 +131,23 @@ def run_and_report(predictor, args: argparse.Namespace) -> int:
             white_level=args.white_level,
             overwrite=args.overwrite,
             compare=args.compare,
-            progress=not args.quiet,
+            progress=progress,
         )
-    else:
-        res = run_batch(
-            predictor.restore_image,
-            args.image_path,
-            args.save_dir,
-            overwrite=args.overwrite,
-            compare=args.compare,
-            progress=not args.quiet,
-        )
+    return run_batch(
+        restore or predictor.restore_image,
+        args.image_path,
+        args.save_dir,
+        overwrite=args.overwrite,
+        compare=args.compare,
+        progress=progress,
+    )
+
+
+def run_and_report(predictor, args: argparse.Namespace) -> int:
+    print(f"ppRestore: {predictor.describe()}", file=sys.stderr)
+    if not args.quiet:
+        predictor.progress = TileProgress()
+    res = run_files(predictor, args, progress=not args.quiet)
     print(res.summary(), file=sys.stderr)
     if res.restored:
         print(f"results in {args.save_dir}", file=sys.stderr)
