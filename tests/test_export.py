@@ -119,8 +119,48 @@ def test_tiny_cmfnet_export_matches_dynamic_at_333x517(tmp_path):
         log=lambda m: None,
     )
     assert load_deploy_yaml(str(tmp_path / "exp"))["pad_multiple"] == 8
+    # the shared PReLU is exported as leaky_relu (oneDNN's prelu is ~20x slower)
+    from ppRestore.inference.backends import _program_has_op
+
+    prog = find_model_files(str(tmp_path / "exp"))[0]
+    assert _program_has_op(prog, "leaky_relu") and not _program_has_op(prog, "prelu")
     img = np.random.default_rng(0).random((333, 517, 3), dtype=np.float32)
     ref = Predictor.from_model(model).predict(img)
     got = Predictor.from_exported(str(tmp_path / "exp"), cpu_threads=2).predict(img)
     assert got.shape == (333, 517, 3)
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_fold_scalar_prelu_is_exact_and_keeps_per_channel_prelu():
+    from ppRestore.inference.export import fold_scalar_prelu
+
+    class _Net(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            shared = paddle.nn.PReLU(init=-0.3)  # one object in two places, as in CMFNet
+            self.a = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3, padding=1), shared)
+            self.b = paddle.nn.Sequential(paddle.nn.Conv2D(4, 4, 3, padding=1), shared)
+            self.c = paddle.nn.PReLU(num_parameters=4, init=1.7)  # per channel: kept
+
+        def forward(self, x):
+            return self.c(self.b(self.a(x)))
+
+    paddle.seed(1)
+    net = _Net()
+    net.eval()
+    x = paddle.randn([1, 3, 9, 11])
+    ref = net(x).numpy()
+    assert fold_scalar_prelu(net) == 1
+    assert isinstance(net.a[1], paddle.nn.LeakyReLU) and net.a[1] is net.b[1]
+    assert isinstance(net.c, paddle.nn.PReLU)
+    np.testing.assert_array_equal(net(x).numpy(), ref)
+
+
+def test_program_scan_finds_ops(tmp_path):
+    from ppRestore.inference.backends import _program_has_op
+
+    p = tmp_path / "model.json"
+    p.write_text('{"ops": [{"name": "pd_op.leaky_relu"}]}')
+    assert _program_has_op(str(p), "leaky_relu")
+    assert not _program_has_op(str(p), "prelu")
+    assert not _program_has_op(str(tmp_path / "missing.json"), "leaky_relu")

@@ -154,3 +154,28 @@ def test_srcnn_configs_build(name):
     assert cfg["train_dataset"]["upscale_lq"] is m.upsample_input
     patch = cfg["train_dataset"]["transforms"][0]["patch_size"]
     assert patch % scale == 0  # HR patches must be a multiple of the SR factor
+
+
+def test_identity_init_starts_as_the_identity_and_keeps_the_classic_network():
+    paddle.seed(3)
+    model = SRCNN(init="identity")
+    classic = SRCNN()
+    # same parameters, same names and shapes: checkpoints are interchangeable
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in classic.state_dict().items()
+    ]
+    assert sum(int(np.prod(p.shape)) for p in model.parameters()) == 8129
+    x = paddle.rand([2, 1, 37, 41])  # odd size: the zero padding must not disturb it
+    assert float((model(x) - x).abs().max()) == 0.0
+    # the other first-layer filters keep a random init (they are what learns detail)
+    w1 = model.body.conv1.weight.numpy()
+    assert np.abs(w1[1:]).sum() > 0
+    # and it trains: one Adam step on an SR pair moves the output away from the input
+    opt = paddle.optimizer.Adam(1e-3, parameters=model.parameters())
+    target = x + 0.1 * paddle.rand(x.shape)
+    loss = ((model(x) - target) ** 2).mean()
+    loss.backward()
+    opt.step()
+    assert float((model(x) - x).abs().max()) > 0.0
+    with pytest.raises(ValueError, match="init"):
+        SRCNN(init="zeros")

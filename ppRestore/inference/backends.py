@@ -97,6 +97,16 @@ def find_model_files(model_dir: str, prefix: str = "model") -> tuple:
     )
 
 
+def _program_has_op(prog_path: str, op: str) -> bool:
+    """Whether an exported program (``model.json`` text or ``.pdmodel`` protobuf) names
+    ``op``; op names are stored as plain strings in both formats."""
+    try:
+        with open(prog_path, "rb") as f:
+            return op.encode() in f.read()
+    except OSError:
+        return False
+
+
 class PaddleInferenceBackend(Backend):
     """An exported model on ``paddle.inference``.
 
@@ -178,6 +188,10 @@ class PaddleInferenceBackend(Backend):
                 raise ValueError("fp16 is a GPU precision; on CPU use bf16 (oneDNN) or fp32")
             if enable_mkldnn or precision in ("bf16", "int8"):
                 config.enable_mkldnn()
+                if _program_has_op(prog, "leaky_relu"):
+                    # Paddle 3.3.1's new-IR conv + leaky_relu oneDNN fusion segfaults
+                    # (measured); the unfused leaky_relu is a cheap eltwise op.
+                    config.delete_pass("conv_activation_onednn_fuse_pass")
                 # oneDNN caches primitives per input shape; tiles and image sizes vary,
                 # so keep the cache bounded instead of growing with every new size.
                 config.set_mkldnn_cache_capacity(10)
