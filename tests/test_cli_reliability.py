@@ -379,3 +379,37 @@ def test_train_resume_from_bad_checkpoint(tmp_path, monkeypatch, capsys, case):
     phrase = "refused to load global 'os.system'" if case == "malicious" else "incomplete"
     assert len(errs) == 1 and phrase in errs[0], err
     assert not (tmp_path / "pprestore_pwned_marker").exists()
+
+
+def test_val_scores_an_exported_model_like_its_weights(tiny, tmp_path, capsys):
+    """tools/val.py --exported: the deployed graph (Paddle Inference, fp32 and bf16) is
+    scored on the same seeded val set with the same protocol as the weights it came from."""
+    import json
+
+    import cv2
+
+    from ppRestore.inference.export import export_model
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(root / f"im{i}.png"), rng.integers(0, 256, (40, 44, 3), dtype=np.uint8))
+    cfg = _val_cfg(tmp_path, root)
+    export_model(cfg, str(tiny / "w.pdparams"), str(tmp_path / "exp"), log=lambda m: None)
+    scores = {}
+    for name, extra in {
+        "weights": ["--model_path", str(tiny / "w.pdparams")],
+        "fp32": ["--exported", str(tmp_path / "exp")],
+        "bf16": ["--exported", str(tmp_path / "exp"), "--precision", "bf16"],
+    }.items():
+        out = tmp_path / f"val_{name}"
+        code, err = run_main("tools/val.py", "-c", cfg, *extra, "--save_dir", str(out), capsys=capsys)
+        assert code == 0, err
+        scores[name] = json.load(open(out / "summary.json"))
+    assert scores["fp32"]["precision"] == "fp32" and "model_path" not in scores["fp32"]
+    assert abs(scores["fp32"]["psnr"] - scores["weights"]["psnr"]) < 1e-3
+    assert abs(scores["bf16"]["psnr"] - scores["weights"]["psnr"]) < 0.5
+    # --model_path and --exported are exclusive, one is required
+    with pytest.raises(SystemExit):
+        run_main("tools/val.py", "-c", cfg, capsys=capsys)

@@ -1,6 +1,11 @@
 """Evaluate weights on a config's val_dataset: per-image CSV + summary.
 
 ``python tools/val.py -c CONFIG --model_path W [--crop_border N] [--test_y_channel] [--save_dir DIR]``
+
+An exported model (``tools/export.py``) is scored the same way, on the engine and
+precision it will be deployed with:
+
+``python tools/val.py -c CONFIG --exported DIR [--backend paddle|onnx] [--precision fp32|bf16]``
 """
 
 import argparse
@@ -15,9 +20,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Evaluate a model on val_dataset")
     p.add_argument("-c", "--config", required=True)
     p.add_argument("-o", "--opts", nargs="+", default=[])
-    p.add_argument(
-        "--model_path", required=True, help="weights file (.pdparams/.safetensors) or zoo name"
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model_path", help="weights file (.pdparams/.safetensors) or zoo name")
+    src.add_argument(
+        "--exported", help="an exported model folder (deploy.yaml) instead of weights"
     )
+    p.add_argument("--backend", choices=["paddle", "onnx"], default="paddle", help="--exported")
+    p.add_argument(
+        "--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32", help="--exported"
+    )
+    p.add_argument("--cpu_threads", type=int, default=None, help="--exported, on CPU")
     p.add_argument("--crop_border", type=int, default=None)
     p.add_argument("--test_y_channel", action="store_true", default=None)
     p.add_argument("--save_dir", default="output/val")
@@ -53,8 +65,19 @@ def main(argv=None) -> int:
     if args.test_y_channel:
         val["test_y_channel"] = True
     try:
-        model = build_model(cfg["model"])
-        load_model_weights(model, args.model_path)
+        if args.exported:
+            from ppRestore.inference.predictor import Predictor
+
+            model = Predictor.from_exported(
+                args.exported,
+                backend=args.backend,
+                device=args.device or "cpu",
+                cpu_threads=args.cpu_threads,
+                precision=args.precision,
+            )
+        else:
+            model = build_model(cfg["model"])
+            load_model_weights(model, args.model_path)
         ds = build_dataset(
             cfg["val_dataset"], mode="val", seed=int((cfg.get("train") or {}).get("seed", 0))
         )
@@ -67,7 +90,12 @@ def main(argv=None) -> int:
         res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(
             model, save_dir=args.save_dir
         )
-        summary = {"images": len(res.rows), **res.as_dict(), "model_path": args.model_path, **val}
+        source = (
+            {"exported": args.exported, "backend": args.backend, "precision": args.precision}
+            if args.exported
+            else {"model_path": args.model_path}
+        )
+        summary = {"images": len(res.rows), **res.as_dict(), **source, **val}
         with open(os.path.join(args.save_dir, "summary.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
     except (ImageReadError, ImageWriteError, ValueError, OSError) as e:

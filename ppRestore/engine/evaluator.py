@@ -88,9 +88,21 @@ class Evaluator:
         self.num_samples = num_samples
 
     def evaluate(self, model: Any, save_dir: str | None = None) -> EvalResult:
-        """Run over every sample (batch 1, no grad); optionally write ``per_image.csv``."""
-        was_training = model.training
-        predictor = _predictor(model, self.pad_multiple, self.infer_cfg)  # sets eval mode
+        """Run over every sample (batch 1, no grad); optionally write ``per_image.csv``.
+
+        Args:
+            model: a ``paddle.nn.Layer``, or a ready
+                :class:`~ppRestore.inference.predictor.Predictor` (e.g. an exported model
+                on Paddle Inference at bf16), so a deployment is scored exactly like the
+                dynamic model it came from.
+        """
+        from ..inference.predictor import Predictor
+
+        if isinstance(model, Predictor):
+            predictor, model, was_training = model, None, False
+        else:
+            was_training = model.training
+            predictor = _predictor(model, self.pad_multiple, self.infer_cfg)  # sets eval mode
         rows, samples = [], []
         try:
             for i in range(len(self.dataset)):
