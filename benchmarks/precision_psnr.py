@@ -84,7 +84,16 @@ def main(argv=None) -> int:
         for eng in args.engines:
             t0 = time.time()
             row[eng] = _val(
-                ["-c", cfg, "--exported", exp, "--cpu_threads", str(args.threads), *ENGINES[eng], *o],
+                [
+                    "-c",
+                    cfg,
+                    "--exported",
+                    exp,
+                    "--cpu_threads",
+                    str(args.threads),
+                    *ENGINES[eng],
+                    *o,
+                ],
                 os.path.join(work, name, f"val_{eng}"),
                 env,
             )
@@ -98,7 +107,11 @@ def main(argv=None) -> int:
         d = r["dynamic"]
         inp = f"{d['input_psnr']:.2f}" if "input_psnr" in d else "-"
         cells = [f"{r[e]['psnr']:.2f} ({r[e]['psnr'] - d['psnr']:+.3f})" for e in args.engines]
-        print(f"| {r['model']} | {d['images']} | {inp} | {d['psnr']:.2f} | " + " | ".join(cells) + " |")
+        print(
+            f"| {r['model']} | {d['images']} | {inp} | {d['psnr']:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

@@ -404,7 +404,9 @@ def test_val_scores_an_exported_model_like_its_weights(tiny, tmp_path, capsys):
         "bf16": ["--exported", str(tmp_path / "exp"), "--precision", "bf16"],
     }.items():
         out = tmp_path / f"val_{name}"
-        code, err = run_main("tools/val.py", "-c", cfg, *extra, "--save_dir", str(out), capsys=capsys)
+        code, err = run_main(
+            "tools/val.py", "-c", cfg, *extra, "--save_dir", str(out), capsys=capsys
+        )
         assert code == 0, err
         scores[name] = json.load(open(out / "summary.json"))
     assert scores["fp32"]["precision"] == "fp32" and "model_path" not in scores["fp32"]

@@ -164,3 +164,30 @@ def test_program_scan_finds_ops(tmp_path):
     assert _program_has_op(str(p), "leaky_relu")
     assert not _program_has_op(str(p), "prelu")
     assert not _program_has_op(str(tmp_path / "missing.json"), "leaky_relu")
+
+
+def test_tiny_cmfnet_onnx_keeps_prelu_and_matches(tmp_path):
+    # The Paddle Inference graph folds the shared PReLU into leaky_relu, but paddle2onnx
+    # 2.1 converts leaky_relu with a wrong slope (outputs ~1e26), so the ONNX graph is
+    # converted from an unfolded copy; export's own check raises if ONNX disagrees.
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from ppRestore.inference.backends import _program_has_op
+
+    cfg = {"model": {"type": "CMFNet", "n_feat": 4, "scale_unetfeats": 2, "reduction": 2}}
+    paddle.seed(0)
+    model = MODELS.get("CMFNet")(n_feat=4, scale_unetfeats=2, reduction=2)
+    model.eval()
+    with paddle.no_grad():  # a slope far from the default, so a wrong slope would show
+        model.shallow_feat1[1]._weight.set_value(paddle.to_tensor([-0.7]))
+    save_weights(model.state_dict(), str(tmp_path / "w.pdparams"))
+    info = export_model(
+        cfg, str(tmp_path / "w.pdparams"), str(tmp_path / "exp"), fmt="onnx",
+        measure_memory=False, log=lambda m: None,
+    )  # fmt: skip
+    assert info["onnx_max_abs_diff"] < 1e-4 and info["max_abs_diff"] < 1e-4
+    assert _program_has_op(str(tmp_path / "exp" / "model.json"), "leaky_relu")
+    img = np.random.default_rng(1).random((45, 70, 3), dtype=np.float32)
+    ref = Predictor.from_model(model).predict(img)
+    got = Predictor.from_exported(str(tmp_path / "exp"), backend="onnx").predict(img)
+    np.testing.assert_allclose(got, ref, atol=1e-4)

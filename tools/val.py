@@ -22,9 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-o", "--opts", nargs="+", default=[])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model_path", help="weights file (.pdparams/.safetensors) or zoo name")
-    src.add_argument(
-        "--exported", help="an exported model folder (deploy.yaml) instead of weights"
-    )
+    src.add_argument("--exported", help="an exported model folder (deploy.yaml) instead of weights")
     p.add_argument("--backend", choices=["paddle", "onnx"], default="paddle", help="--exported")
     p.add_argument(
         "--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32", help="--exported"

@@ -150,13 +150,17 @@ def export_model(
             raise ValueError(f"--input_shape H/W must be multiples of pad_multiple {m}, got {s}")
     os.makedirs(save_dir, exist_ok=True)
     spec = [paddle.static.InputSpec(list(shape), "float32", "x")]  # InputSpec edits its list
-    # ``model`` is this function's own copy (built above), so folding in place is safe.
-    n_prelu = fold_scalar_prelu(model)
+    # The Paddle Inference graph gets the PReLU -> LeakyReLU fold (see fold_scalar_prelu);
+    # ``model`` stays unfolded: it is the reference for the checks and the source of the
+    # ONNX graph (paddle2onnx 2.1 converts leaky_relu with a wrong slope: errors ~1e26).
+    pi_model = build_model(cfg["model"])
+    load_model_weights(pi_model, model_path)
+    pi_model.eval()
+    n_prelu = fold_scalar_prelu(pi_model)
     if n_prelu:
         log(f"export: {n_prelu} single-slope PReLU layer(s) written as LeakyReLU (exact)")
-    static = paddle.jit.to_static(_wrap_first_output(model), input_spec=spec, full_graph=True)
     prefix = os.path.join(save_dir, "model")
-    paddle.jit.save(static, prefix)
+    _jit_save(pi_model, spec, prefix)
     model_file = "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
     info: Dict[str, Any] = {
         "model_type": cfg["model"]["type"],
@@ -224,11 +228,39 @@ def export_model(
         saved = {k: v for k, v in info.items() if k != "max_abs_diff"}
         write_deploy_yaml(save_dir, saved)
     if fmt == "onnx":
-        onnx_file = export_onnx(save_dir)
+        if n_prelu:  # convert an unfolded copy of the graph (see above)
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                _jit_save(model, spec, os.path.join(tmp, "model"))
+                onnx_file = export_onnx(tmp)
+                os.replace(onnx_file, os.path.join(save_dir, "model.onnx"))
+                onnx_file = os.path.join(save_dir, "model.onnx")
+        else:
+            onnx_file = export_onnx(save_dir)
         info["onnx_file"] = os.path.basename(onnx_file)
         write_deploy_yaml(save_dir, {k: v for k, v in info.items() if k != "max_abs_diff"})
         log(f"ONNX model: {onnx_file}")
+        if check:
+            ort_pred = Predictor.from_exported(save_dir, backend="onnx")
+            diff = float(np.abs(ref - ort_pred.backend.run(x)).max())
+            info["onnx_max_abs_diff"] = diff
+            log(f"check: ONNX Runtime vs dynamic graph at {h}x{w}: max |diff| = {diff:.2e}")
+            if not diff <= 1e-3:  # NaN too
+                raise RuntimeError(
+                    f"the ONNX export does not reproduce the model (max |diff| {diff:.3g} "
+                    f"at {h}x{w}); {onnx_file} is wrong, do not deploy it"
+                )
     return info
+
+
+def _jit_save(model: Any, spec: list, prefix: str) -> None:
+    import paddle
+
+    # InputSpec edits the list it is given, so each save gets its own copy.
+    spec = [paddle.static.InputSpec(list(s.shape), s.dtype, s.name) for s in spec]
+    static = paddle.jit.to_static(_wrap_first_output(model), input_spec=spec, full_graph=True)
+    paddle.jit.save(static, prefix)
 
 
 def export_onnx(model_dir: str, opset_version: int = 13) -> str:
