@@ -201,6 +201,7 @@ def main(argv=None) -> int:
 
     model_type = load_config(args.config, args.opts)["model"]["type"]
     rows = []
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ppr-bench-") as export_dir:
         _export(args, export_dir, want_onnx)
         for size in args.sizes:
@@ -219,8 +220,8 @@ def main(argv=None) -> int:
         "",
         f"Machine: {machine()}; {args.threads} threads; median of {args.repeats} warm runs"
         + ("; random weights (timing only)" if random_w else "")
-        + f"; measured {time.strftime('%Y-%m-%d')}. The machine is shared with other jobs, so"
-        " timings are noisy (expect +-20%).",
+        + f"; measured {time.strftime('%Y-%m-%d %H:%M')}; 1-min load average"
+        f" {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 = both cores busy).",
         "",
         "| engine | size | latency (ms) | peak RSS (MiB) |",
         "|---|---|---|---|",

@@ -96,3 +96,22 @@ def test_dncnn_configs_build(name, layers):
     cfg = load_config(os.path.join(root, "configs", "dncnn", f"{name}.yml"))
     m = build_model(cfg["model"])
     assert isinstance(m, DnCNN) and m.num_layers == layers and m.bn
+
+
+def test_zero_init_tail_starts_as_identity_and_keeps_the_checkpoint_layout():
+    from ppRestore.models.dncnn import DnCNN
+
+    paddle.seed(0)
+    net = DnCNN(in_channels=1, num_layers=5, features=8, zero_init_tail=True)
+    ref = DnCNN(in_channels=1, num_layers=5, features=8)
+    assert [(k, v.shape) for k, v in net.state_dict().items()] == [
+        (k, v.shape) for k, v in ref.state_dict().items()
+    ]
+    net.train()  # BN in training mode: still exactly the identity
+    x = paddle.rand([2, 1, 13, 17])
+    assert float((net(x) - x).abs().max()) == 0.0
+    # the tail still learns (its input activations are non-zero)
+    opt = paddle.optimizer.Adam(1e-2, parameters=net.parameters())
+    ((net(x) - 0.5 * x) ** 2).mean().backward()
+    opt.step()
+    assert float(net.tail.weight.abs().sum()) > 0
