@@ -153,7 +153,10 @@ def test_srcnn_configs_build(name):
     assert cfg["train_dataset"]["degradations"][0] == {"type": "BicubicDownscale", "scale": scale}
     assert cfg["train_dataset"]["upscale_lq"] is m.upsample_input
     patch = cfg["train_dataset"]["transforms"][0]["patch_size"]
-    assert patch % scale == 0  # HR patches must be a multiple of the SR factor
+    if not m.upsample_input:
+        # LR-input models: the HR patch must be a multiple of the SR factor (LR = HR / s)
+        assert patch % scale == 0
+    # (bicubic-input models: the dataset mod-crops the HR patch to a multiple of s)
 
 
 def test_identity_init_starts_as_the_identity_and_keeps_the_classic_network():
