@@ -6,7 +6,26 @@ from typing import Any, Dict
 
 from .registry import MODELS
 
+#: ``model.pretrained`` (PaddleSeg's key): weights to *start training from* (a file, an
+#: https URL or a zoo name). Only the trainer loads them; inference and export always
+#: take their weights from ``--model_path``, so a saved run config stays usable after
+#: the starting weights are gone.
+PRETRAINED_KEY = "pretrained"
 
-def build_model(model_cfg: Dict[str, Any]):
-    """Instantiate the model described by a config's ``model:`` section."""
-    return MODELS.build(model_cfg)
+
+def build_model(model_cfg: Dict[str, Any], load_pretrained: bool = False):
+    """Instantiate the model described by a config's ``model:`` section.
+
+    Args:
+        model_cfg: the section; ``type`` names the class, the other keys are its
+            arguments, except ``pretrained``.
+        load_pretrained: load ``model_cfg['pretrained']`` (strictly) into the new model.
+    """
+    cfg = dict(model_cfg)
+    pretrained = cfg.pop(PRETRAINED_KEY, None)
+    model = MODELS.build(cfg)
+    if load_pretrained and pretrained:
+        from .weights.safe_load import load_model_weights
+
+        load_model_weights(model, str(pretrained))
+    return model

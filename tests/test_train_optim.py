@@ -211,3 +211,37 @@ def test_to_static_training_matches_dynamic(tmp_path):
     )
     vals = Trainer.from_config(aux, save_dir=str(tmp_path / "aux")).train_step()
     assert vals["loss_AuxFeatL2"] > 0
+
+
+def test_model_pretrained_starts_training_from_those_weights(tmp_path):
+    """``model.pretrained`` (PaddleSeg's key): the trainer starts from those weights;
+    inference-side builders ignore it, and a missing file is an error, not a warning."""
+    import tests.tiny_models  # noqa: F401
+    from ppRestore.builder import build_model
+    from ppRestore.config import load_config
+    from ppRestore.engine.trainer import Trainer
+    from ppRestore.weights.safe_load import WeightsError, save_weights
+    from tests.train_utils import tiny_config
+
+    paddle.seed(11)
+    src = build_model({"type": "TinyRestorer"})
+    w = str(tmp_path / "start.pdparams")
+    save_weights(src.state_dict(), w)
+    path = tiny_config(str(tmp_path), iters=2)
+    tr = Trainer.from_config(
+        load_config(path, [f"model.pretrained={w}"]), save_dir=str(tmp_path / "a")
+    )
+    for k, v in src.state_dict().items():
+        np.testing.assert_array_equal(tr.model.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+    fresh = Trainer.from_config(load_config(path), save_dir=str(tmp_path / "b"))
+    assert any(
+        not np.array_equal(fresh.model.state_dict()[k].numpy(), v.numpy())
+        for k, v in src.state_dict().items()
+    )
+    # export / val / infer build the model without loading it (weights come from --model_path)
+    build_model({"type": "TinyRestorer", "pretrained": str(tmp_path / "gone.pdparams")})
+    with pytest.raises(WeightsError):
+        Trainer.from_config(
+            load_config(path, [f"model.pretrained={tmp_path / 'gone.pdparams'}"]),
+            save_dir=str(tmp_path / "c"),
+        )

@@ -157,7 +157,8 @@ class Trainer:
             paddle.set_device(opts.device)
         dist.init()
         set_seed(opts.seed)
-        model = build_model(cfg["model"])
+        # model.pretrained: fine-tune from those weights (a resumed run overwrites them)
+        model = build_model(cfg["model"], load_pretrained=True)
         train_ds = build_dataset(cfg["train_dataset"], mode="train", seed=opts.seed)
         evaluator = None
         if opts.do_eval:

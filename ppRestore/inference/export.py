@@ -164,7 +164,7 @@ def export_model(
     model_file = "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
     info: Dict[str, Any] = {
         "model_type": cfg["model"]["type"],
-        "model": cfg["model"],
+        "model": {k: v for k, v in cfg["model"].items() if k != "pretrained"},
         "task": cfg.get("task", ""),
         "model_file": model_file,
         "params_file": "model.pdiparams",
