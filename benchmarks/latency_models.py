@@ -25,6 +25,7 @@ MODELS = [
     ("SRCNNPixelShuffle x3 (Y)", {"type": "SRCNNPixelShuffle", "scale": 3}),
     ("DnCNN-S (17, grey)", {"type": "DnCNN", "num_layers": 17}),
     ("DnCNN-B (20, grey)", {"type": "DnCNN", "num_layers": 20}),
+    ("DnCNN-S32 (17 x 32, grey)", {"type": "DnCNN", "num_layers": 17, "features": 32}),
     ("UNet (32, depth 4, RGB)", {"type": "UNet"}),
     ("DMCNN (default, RGB)", {"type": "DMCNN"}),
 ]
