@@ -48,6 +48,11 @@ ZOO: Dict[str, Dict[str, str]] = {
         "config": "configs/srcnn/srcnn_ps_x3.yml",
         "sha256": "63267e41d80688199549ef33c6752246f28f1550cb62b6074efddd4e08521b5d",
     },
+    "srcnn_x4": {
+        "file": "srcnn_x4_y.pdparams",
+        "config": "configs/srcnn/srcnn_x4.yml",
+        "sha256": "0cc3815381274b738225409bce738a12383d17b142367239561122a62850fdcd",
+    },
     "srcnn_x2": {
         "file": "srcnn_x2_y.pdparams",
         "config": "configs/srcnn/srcnn_x2.yml",
