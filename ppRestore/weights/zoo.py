@@ -41,7 +41,7 @@ ZOO: Dict[str, Dict[str, str]] = {
     "srcnn_x3": {
         "file": "srcnn_x3_y.pdparams",
         "config": "configs/srcnn/srcnn_x3.yml",
-        "sha256": "ced613dc21c83034ec9d4b4392c263012456bb8a3fc409d4d9f53a624ac71264",
+        "sha256": "641042e2ccf9d5f251dadb4a1d881fa0c85cb9b86abce70b9454138d6d98326e",
     },
     "srcnn_ps_x3": {
         "file": "srcnn_ps_x3_y.pdparams",
