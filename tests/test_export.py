@@ -191,3 +191,31 @@ def test_tiny_cmfnet_onnx_keeps_prelu_and_matches(tmp_path):
     ref = Predictor.from_model(model).predict(img)
     got = Predictor.from_exported(str(tmp_path / "exp"), backend="onnx").predict(img)
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_wrong_onnx_is_removed_not_left_behind(tmp_path, monkeypatch):
+    """If ONNX Runtime disagrees with the model, export fails and leaves no model.onnx
+    (and no onnx_file in deploy.yaml); the Paddle export stays usable."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    import ppRestore.inference.export as ex
+    from ppRestore.inference.backends import OnnxRuntimeBackend
+
+    paddle.seed(0)
+    model = MODELS.get("_ToyDownUp")()
+    save_weights(model.state_dict(), str(tmp_path / "w.pdparams"))
+    real_run = OnnxRuntimeBackend.run
+    monkeypatch.setattr(OnnxRuntimeBackend, "run", lambda self, x: real_run(self, x) + 1.0)
+    with pytest.raises(RuntimeError, match="does not reproduce"):
+        ex.export_model(
+            {"model": {"type": "_ToyDownUp"}}, str(tmp_path / "w.pdparams"), str(tmp_path / "o"),
+            fmt="onnx", measure_memory=False, log=lambda m: None,
+        )  # fmt: skip
+    assert not (tmp_path / "o" / "model.onnx").exists()
+    assert "onnx_file" not in load_deploy_yaml(str(tmp_path / "o"))
+    img = np.random.default_rng(0).random((20, 24, 3), dtype=np.float32)
+    np.testing.assert_allclose(
+        Predictor.from_exported(str(tmp_path / "o")).predict(img),
+        Predictor.from_model(model).predict(img),
+        atol=1e-4,
+    )

@@ -246,10 +246,13 @@ def export_model(
             diff = float(np.abs(ref - ort_pred.backend.run(x)).max())
             info["onnx_max_abs_diff"] = diff
             log(f"check: ONNX Runtime vs dynamic graph at {h}x{w}: max |diff| = {diff:.2e}")
-            if not diff <= 1e-3:  # NaN too
+            if not diff <= 1e-3:  # NaN too: never leave a wrong model.onnx behind
+                os.remove(onnx_file)
+                info.pop("onnx_file")
+                write_deploy_yaml(save_dir, {k: v for k, v in info.items() if k != "max_abs_diff"})
                 raise RuntimeError(
                     f"the ONNX export does not reproduce the model (max |diff| {diff:.3g} "
-                    f"at {h}x{w}); {onnx_file} is wrong, do not deploy it"
+                    f"at {h}x{w}); model.onnx was removed (the Paddle export is kept)"
                 )
     return info
 
