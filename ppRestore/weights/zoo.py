@@ -53,6 +53,11 @@ ZOO: Dict[str, Dict[str, str]] = {
         "config": "configs/srcnn/srcnn_x4.yml",
         "sha256": "0cc3815381274b738225409bce738a12383d17b142367239561122a62850fdcd",
     },
+    "dncnn_s32_sigma25": {
+        "file": "dncnn_s32_sigma25.pdparams",
+        "config": "configs/dncnn/dncnn_s32_sigma25.yml",
+        "sha256": "50ad07e77093782c56d51435c4d0811efdd2be908ec80f7a073addd29536c044",
+    },
     "srcnn_x2": {
         "file": "srcnn_x2_y.pdparams",
         "config": "configs/srcnn/srcnn_x2.yml",
