@@ -115,7 +115,7 @@ def export_model(
     """
     import paddle
 
-    from ..builder import build_model
+    from ..builder import PRETRAINED_KEY, build_model
     from ..config import apply_overrides, load_config, validate
     from ..weights.safe_load import WeightsError, load_model_weights
     from .predictor import InferOptions, Predictor, model_attributes
@@ -149,12 +149,12 @@ def export_model(
         if s is not None and s % m:
             raise ValueError(f"--input_shape H/W must be multiples of pad_multiple {m}, got {s}")
     os.makedirs(save_dir, exist_ok=True)
-    spec = [paddle.static.InputSpec(list(shape), "float32", "x")]  # InputSpec edits its list
+    spec = [paddle.static.InputSpec(list(shape), "float32", "x")]
     # The Paddle Inference graph gets the PReLU -> LeakyReLU fold (see fold_scalar_prelu);
     # ``model`` stays unfolded: it is the reference for the checks and the source of the
     # ONNX graph (paddle2onnx 2.1 converts leaky_relu with a wrong slope: errors ~1e26).
     pi_model = build_model(cfg["model"])
-    load_model_weights(pi_model, model_path)
+    pi_model.set_state_dict(model.state_dict())  # same weights, without reading the file again
     pi_model.eval()
     n_prelu = fold_scalar_prelu(pi_model)
     if n_prelu:
@@ -164,7 +164,7 @@ def export_model(
     model_file = "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
     info: Dict[str, Any] = {
         "model_type": cfg["model"]["type"],
-        "model": {k: v for k, v in cfg["model"].items() if k != "pretrained"},
+        "model": {k: v for k, v in cfg["model"].items() if k != PRETRAINED_KEY},
         "task": cfg.get("task", ""),
         "model_file": model_file,
         "params_file": "model.pdiparams",
