@@ -267,3 +267,73 @@ def test_channels_y_is_matlab_luma(tmp_path):
     np.testing.assert_allclose(ds[1][1][0] * 255, 100, atol=1e-4)
     with pytest.raises(ValueError, match="channels must be 1, 3 or 'y'"):
         SyntheticDataset(str(tmp_path / "c"), channels="rgb")
+
+
+def _locate(patch: np.ndarray, full: np.ndarray) -> tuple:
+    """(top, left) where ``patch`` (C x h x w) sits in ``full`` (C x H x W); unique."""
+    h, w = patch.shape[1:]
+    hits = [
+        (y, x)
+        for y in range(full.shape[1] - h + 1)
+        for x in range(full.shape[2] - w + 1)
+        if np.array_equal(full[:, y : y + h, x : x + w], patch)
+    ]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+@pytest.mark.parametrize("upscale", [True, False])
+def test_degrade_first_crops_the_whole_image_degradation(tmp_path, upscale):
+    """degrade_first: the LQ patch is exactly the crop of the whole-image LQ (so patch
+    borders see no resize-edge mirroring), cached for deterministic degradations; the
+    default patch-first LQ differs from it near the patch edge."""
+    root = make_images(str(tmp_path / "c"), n=2, size=40)
+    degs = [{"type": "BicubicDownscale", "scale": 2}]
+    crop = [{"type": "PairedRandomCrop", "patch_size": 16}]
+    full = SyntheticDataset(root, degradations=degs, upscale_lq=upscale, mode="val")
+    first = SyntheticDataset(
+        root,
+        degradations=degs,
+        upscale_lq=upscale,
+        transforms=crop,
+        degrade_first=True,
+        cache=True,
+        seed=3,
+    )
+    patchwise = SyntheticDataset(
+        root, degradations=degs, upscale_lq=upscale, transforms=crop, seed=3
+    )
+    for key in range(6):
+        lq, gt, idx = first[key]
+        f_lq, f_gt, _ = full[int(idx)]
+        top, left = _locate(gt, f_gt)
+        s = 1 if upscale else 2
+        assert top % s == 0 and left % s == 0
+        np.testing.assert_array_equal(
+            lq, f_lq[:, top // s : top // s + lq.shape[1], left // s : left // s + lq.shape[2]]
+        )
+        assert lq.shape[1:] == ((16, 16) if upscale else (8, 8))
+    assert len(first._lq_cache) == 2  # both images cached after a few samples
+    np.testing.assert_array_equal(first[1][0], first[1][0])
+    # patch-first: same crop size, but the LQ's border comes from the patch alone
+    lq, gt, idx = patchwise[0]
+    f_lq, f_gt, _ = full[int(idx)]
+    top, left = _locate(gt, f_gt)
+    s = 1 if upscale else 2
+    ref = f_lq[:, top // s : top // s + lq.shape[1], left // s : left // s + lq.shape[2]]
+    assert np.abs(lq - ref).max() > 1e-3
+
+
+def test_degrade_first_random_degradations_are_not_cached(tmp_path):
+    root = make_images(str(tmp_path / "c"), n=2, size=24)
+    ds = SyntheticDataset(
+        root,
+        degradations=[{"type": "GaussianNoise", "sigma": 25}],
+        transforms=[{"type": "PairedRandomCrop", "patch_size": 8}],
+        degrade_first=True,
+        cache=True,
+    )
+    assert not ds.degrade.deterministic
+    a, b = ds[0], ds[len(ds)]  # same image, next epoch: new noise
+    assert a[0].shape == (3, 8, 8) and not ds._lq_cache
+    assert not np.array_equal(a[0] - a[1], b[0] - b[1])

@@ -104,3 +104,23 @@ def test_perceptual_loss_loads_truncated_vgg(tmp_path):
     assert float(loss(a, a)) == pytest.approx(0.0, abs=1e-6)
     assert float(loss(a, b)) > 0
     np.testing.assert_array_equal(loss.features[0].weight.numpy(), full.features[0].weight.numpy())
+
+
+@pytest.mark.parametrize("name", ["MSELoss", "L1Loss", "CharbonnierLoss"])
+def test_crop_border_ignores_the_patch_rim(name):
+    """crop_border=k scores only the centre: a difference confined to the outer k pixels
+    costs nothing (Charbonnier: only its eps floor), one inside the centre does."""
+    a = paddle.zeros([2, 1, 20, 20])
+    rim = np.zeros([2, 1, 20, 20], np.float32)
+    rim[..., :6, :] = 1.0
+    rim[..., :, -6:] = 1.0
+    floor = 1e-3 if name == "CharbonnierLoss" else 0.0
+    cropped = LOSSES.build({"type": name, "crop_border": 6})
+    assert float(cropped(a, paddle.to_tensor(rim))) == pytest.approx(floor, abs=1e-7)
+    assert float(LOSSES.build({"type": name})(a, paddle.to_tensor(rim))) > 0.3
+    centre = np.zeros_like(rim)
+    centre[..., 10, 10] = 1.0  # 1 of the 8x8 centre pixels
+    got = float(cropped(a, paddle.to_tensor(centre)))
+    assert got == pytest.approx(1.0 / 64 + floor * 63 / 64, rel=1e-4)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        LOSSES.build({"type": name, "crop_border": 10})(a, a)

@@ -182,3 +182,53 @@ def test_identity_init_starts_as_the_identity_and_keeps_the_classic_network():
     assert float((model(x) - x).abs().max()) > 0.0
     with pytest.raises(ValueError, match="init"):
         SRCNN(init="zeros")
+
+
+def _replicate_conv_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Single-image 'same' correlation with edge replication (MATLAB imfilter 'replicate')."""
+    k = w.shape[-1] // 2
+    xp = np.pad(x, ((0, 0), (k, k), (k, k)), mode="edge")
+    h, wd = x.shape[1:]
+    out = np.zeros((w.shape[0], h, wd))
+    for o in range(w.shape[0]):
+        for i in range(w.shape[1]):
+            for dy in range(w.shape[2]):
+                for dx in range(w.shape[3]):
+                    out[o] += w[o, i, dy, dx] * xp[i, dy : dy + h, dx : dx + wd]
+        out[o] += b[o]
+    return out
+
+
+@pytest.mark.parametrize("cls", [SRCNN, SRCNNPixelShuffle])
+def test_padding_mode_replicate_matches_the_authors_imfilter_and_keeps_weights(cls, tmp_path):
+    """padding_mode='replicate' = SRCNN.m's imfilter(.., 'same', 'replicate') per layer;
+    same state dict as 'zeros', same interior, different outer border."""
+    paddle.seed(5)
+    zeros = cls(scale=2, features=(6, 4))
+    rep = cls(scale=2, features=(6, 4), padding_mode="replicate")
+    rep.set_state_dict(zeros.state_dict())
+    x = np.random.default_rng(1).random((1, 1, 23, 19)).astype(np.float32)
+    xt = paddle.to_tensor(x)
+    out_r = rep(xt).numpy()[0]
+    # numpy reference of the three layers
+    sd = {k: v.numpy().astype(np.float64) for k, v in rep.state_dict().items()}
+    h = np.maximum(
+        _replicate_conv_reference(x[0], sd["body.conv1.weight"], sd["body.conv1.bias"]), 0
+    )
+    h = np.maximum(_replicate_conv_reference(h, sd["body.conv2.weight"], sd["body.conv2.bias"]), 0)
+    ref = _replicate_conv_reference(h, sd["body.conv3.weight"], sd["body.conv3.bias"])
+    if cls is SRCNNPixelShuffle:
+        ref = paddle.nn.functional.pixel_shuffle(paddle.to_tensor(ref[None]), 2).numpy()[0]
+    np.testing.assert_allclose(out_r, ref, atol=1e-5)
+    out_z = zeros(xt).numpy()[0]
+    s = 1 if cls is SRCNN else 2
+    r = 6 * s  # receptive radius of 9-1-5, in output pixels
+    np.testing.assert_allclose(out_r[:, r:-r, r:-r], out_z[:, r:-r, r:-r], atol=1e-5)
+    assert np.abs(out_r - out_z).max() > 1e-3
+    # and it deploys: the exported graph gives the dynamic result
+    from utils_export import export_roundtrip
+
+    dyn, inf = export_roundtrip(rep, x, str(tmp_path))
+    np.testing.assert_allclose(inf, dyn, atol=1e-4)
+    with pytest.raises(ValueError, match="padding_mode"):
+        cls(padding_mode="circular")

@@ -159,6 +159,8 @@ class BicubicDownscale:
     """
 
     changes_size = True
+    #: no random draw: the same image always gives the same LR (cacheable).
+    deterministic = True
 
     def __init__(self, scale: int = 4) -> None:
         if scale not in (2, 3, 4):
@@ -294,6 +296,11 @@ class DegradationPipeline:
 
     def __init__(self, cfgs: List[Dict[str, Any]]) -> None:
         self.ops = [DEGRADATIONS.build(c) for c in (cfgs or [])]
+
+    @property
+    def deterministic(self) -> bool:
+        """True when no op draws from the generator (ops declare ``deterministic``)."""
+        return all(getattr(op, "deterministic", False) for op in self.ops)
 
     @property
     def scale(self) -> int:

@@ -20,11 +20,13 @@ Two classes:
   output is ``scale`` times larger. About ``scale**2`` times cheaper.
 
 Padding: the paper trains with *valid* convolutions (the output is 12 px smaller for
-9-1-5 and the loss is taken on the centre). We use 'same' zero padding so the output has
-the input's size, the predictor can tile/pad it like every other model, and weights
-trained either way load unchanged (the interior is identical; only the outer
-``(f1 + f2 + f3 - 3) / 2`` pixels see zero padding, and SR evaluation crops ``scale``
-border pixels anyway).
+9-1-5 and the loss is taken on the centre). We use 'same' padding so the output has the
+input's size, the predictor can tile/pad it like every other model, and weights trained
+either way load unchanged (the interior is identical; only the outer
+``(f1 + f2 + f3 - 3) / 2`` pixels see the padding). ``padding_mode="replicate"`` is what
+the authors' own test code does (``SRCNN.m``: ``imfilter(..., 'same', 'replicate')`` for
+every layer), so it is the setting that reproduces the paper's evaluation; ``"zeros"``
+(the default, as in most PyTorch ports) keeps converted third-party weights' behaviour.
 
 SR models work on the Y channel of MATLAB's YCbCr (``num_channels=1``);
 :func:`super_resolve_rgb` is the colour pipeline (Y through the model, CbCr bicubic).
@@ -52,8 +54,13 @@ class _SRCNNBody(nn.Layer):
         out_channels: int,
         kernel_sizes: Sequence[int],
         features: Sequence[int],
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
+        if padding_mode not in ("zeros", "replicate", "reflect"):
+            raise ValueError(
+                f"padding_mode must be 'zeros', 'replicate' or 'reflect', got {padding_mode!r}"
+            )
         if (
             isinstance(kernel_sizes, int)
             or isinstance(features, int)
@@ -67,9 +74,10 @@ class _SRCNNBody(nn.Layer):
             )
         f1, f2, f3 = (int(k) for k in kernel_sizes)
         n1, n2 = (int(n) for n in features)
-        self.conv1 = nn.Conv2D(num_channels, n1, f1, padding=f1 // 2)
-        self.conv2 = nn.Conv2D(n1, n2, f2, padding=f2 // 2)
-        self.conv3 = nn.Conv2D(n2, out_channels, f3, padding=f3 // 2)
+        pm = padding_mode
+        self.conv1 = nn.Conv2D(num_channels, n1, f1, padding=f1 // 2, padding_mode=pm)
+        self.conv2 = nn.Conv2D(n1, n2, f2, padding=f2 // 2, padding_mode=pm)
+        self.conv3 = nn.Conv2D(n2, out_channels, f3, padding=f3 // 2, padding_mode=pm)
         self.relu = nn.ReLU()
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -89,6 +97,8 @@ class SRCNN(nn.Layer):
             network, started so that it outputs its (bicubic) input exactly; see
             :func:`identity_init_`. Only the starting point differs; the architecture,
             parameter count and checkpoints are the classic ones.
+        padding_mode: ``"zeros"`` (default), ``"replicate"`` (the authors' MATLAB test
+            code) or ``"reflect"``; changes only the outer border, never the weights.
     """
 
     pad_multiple = 1
@@ -105,13 +115,14 @@ class SRCNN(nn.Layer):
         kernel_sizes: Sequence[int] = (9, 1, 5),
         features: Sequence[int] = (64, 32),
         init: str = "default",
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         if init not in ("default", "identity"):
             raise ValueError(f"init must be 'default' or 'identity', got {init!r}")
         self.scale = int(scale)
         self.in_channels = self.out_channels = int(num_channels)
-        self.body = _SRCNNBody(num_channels, num_channels, kernel_sizes, features)
+        self.body = _SRCNNBody(num_channels, num_channels, kernel_sizes, features, padding_mode)
         if init == "identity":
             identity_init_(self.body)
 
@@ -138,13 +149,16 @@ class SRCNNPixelShuffle(nn.Layer):
         scale: int = 3,
         kernel_sizes: Sequence[int] = (9, 1, 5),
         features: Sequence[int] = (64, 32),
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         if int(scale) < 1:
             raise ValueError(f"scale must be >= 1, got {scale}")
         self.scale = int(scale)
         self.in_channels = self.out_channels = int(num_channels)
-        self.body = _SRCNNBody(num_channels, num_channels * self.scale**2, kernel_sizes, features)
+        self.body = _SRCNNBody(
+            num_channels, num_channels * self.scale**2, kernel_sizes, features, padding_mode
+        )
         self.shuffle = nn.PixelShuffle(self.scale)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
