@@ -21,6 +21,7 @@ MODELS = [
     ("PmrNet (raw, 4 x 128 x 128)", {"type": "PmrNet", "in_channels": 4}),
     ("PmrNet (RGB)", {"type": "PmrNet", "in_channels": 3}),
     ("SRCNN 9-1-5 (x3, Y)", {"type": "SRCNN"}),
+    ("SRCNN 9-1-5 replicate pad (shipped)", {"type": "SRCNN", "padding_mode": "replicate"}),
     ("SRCNN 9-5-5 (x3, Y)", {"type": "SRCNN", "kernel_sizes": [9, 5, 5]}),
     ("SRCNNPixelShuffle x3 (Y)", {"type": "SRCNNPixelShuffle", "scale": 3}),
     ("DnCNN-S (17, grey)", {"type": "DnCNN", "num_layers": 17}),

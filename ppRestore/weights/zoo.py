@@ -41,7 +41,7 @@ ZOO: Dict[str, Dict[str, str]] = {
     "srcnn_x3": {
         "file": "srcnn_x3_y.pdparams",
         "config": "configs/srcnn/srcnn_x3.yml",
-        "sha256": "641042e2ccf9d5f251dadb4a1d881fa0c85cb9b86abce70b9454138d6d98326e",
+        "sha256": "aefe42fb3255da1f5b18f8beb356fbb1399bf3f5b46f53dbbbfd6dc855bf4a2a",
     },
     "srcnn_ps_x3": {
         "file": "srcnn_ps_x3_y.pdparams",
