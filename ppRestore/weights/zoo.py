@@ -61,7 +61,7 @@ ZOO: Dict[str, Dict[str, str]] = {
     "srcnn_x2": {
         "file": "srcnn_x2_y.pdparams",
         "config": "configs/srcnn/srcnn_x2.yml",
-        "sha256": "333fa471987073ccb5e2081474b93a346ed491a5dfed67cdb529d0986cb94c23",
+        "sha256": "5879f2df094e7007601586474fd8c4d6a99a23557715011689a48ff90ba8a0aa",
     },
 }
 
