@@ -85,7 +85,7 @@ SR_GAINS = {
     "srcnn_x2": (2, 1.9),  # measured 2.38 dB (28.15 -> 30.53)
     "srcnn_x3": (3, 1.3),  # measured 1.71 dB (25.75 -> 27.46)
     "srcnn_x4": (4, 0.7),  # measured 1.06 dB (23.99 -> 25.05)
-    "srcnn_ps_x3": (3, 0.35),  # measured 0.55 dB (25.75 -> 26.30)
+    "srcnn_ps_x3": (3, 0.55),  # measured 0.79 dB (25.75 -> 26.54)
 }
 
 

@@ -46,7 +46,7 @@ ZOO: Dict[str, Dict[str, str]] = {
     "srcnn_ps_x3": {
         "file": "srcnn_ps_x3_y.pdparams",
         "config": "configs/srcnn/srcnn_ps_x3.yml",
-        "sha256": "63267e41d80688199549ef33c6752246f28f1550cb62b6074efddd4e08521b5d",
+        "sha256": "51e59bb88dbde5a5cafc9eb064a4bead8c38af59eee8bd7eb701dde6f507e243",
     },
     "srcnn_x4": {
         "file": "srcnn_x4_y.pdparams",
