@@ -51,7 +51,7 @@ ZOO: Dict[str, Dict[str, str]] = {
     "srcnn_x4": {
         "file": "srcnn_x4_y.pdparams",
         "config": "configs/srcnn/srcnn_x4.yml",
-        "sha256": "0cc3815381274b738225409bce738a12383d17b142367239561122a62850fdcd",
+        "sha256": "dee133c757ef7f6855f50f8b60edd5598b31550579cfb11fbc0efec76b85e039",
     },
     "dncnn_s32_sigma25": {
         "file": "dncnn_s32_sigma25.pdparams",
