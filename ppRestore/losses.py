@@ -63,49 +63,50 @@ def _crop_pair(
     )
 
 
-# Why a loss ``crop_border``: with 'same' zero padding, the outer pixels of a small
-# training patch see the padding (6 px for SRCNN 9-1-5, half of a 40x40 patch), so the
-# filters learn a compromise between real edges and the artificial edge to zero. The
-# SRCNN paper avoids it by training valid convolutions and taking the loss on the centre
-# only; ``crop_border`` = the receptive radius does the same for a 'same'-padded model.
+class _PixelLoss(_Loss):
+    """A per-pixel loss that can leave a patch's outer ``crop_border`` pixels out.
 
-
-@LOSSES.register
-class MSELoss(_Loss):
-    """Mean squared error.
-
-    Args:
-        crop_border: pixels dropped on every side before the mean (see above).
+    Why: with 'same' zero padding, the outer pixels of a small training patch see the
+    padding (6 px for SRCNN 9-1-5, half of a 40x40 patch), so the filters learn a
+    compromise between real edges and the artificial edge to zero. The SRCNN paper
+    avoids it by training valid convolutions and taking the loss on the centre only;
+    ``crop_border`` = the receptive radius does the same for a 'same'-padded model.
     """
 
     def __init__(self, crop_border: int = 0) -> None:
         super().__init__()
         self.crop_border = int(crop_border)
 
-    def forward(self, pred: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
-        pred, target = _crop_pair(pred, target, self.crop_border)
-        return F.mse_loss(pred, target)
+    def _crop(self, pred: paddle.Tensor, target: paddle.Tensor) -> tuple:
+        return _crop_pair(pred, target, self.crop_border)
 
 
 @LOSSES.register
-class L1Loss(_Loss):
+class MSELoss(_PixelLoss):
+    """Mean squared error.
+
+    Args:
+        crop_border: pixels dropped on every side before the mean (see ``_PixelLoss``).
+    """
+
+    def forward(self, pred: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
+        return F.mse_loss(*self._crop(pred, target))
+
+
+@LOSSES.register
+class L1Loss(_PixelLoss):
     """Mean absolute error.
 
     Args:
         crop_border: pixels dropped on every side before the mean.
     """
 
-    def __init__(self, crop_border: int = 0) -> None:
-        super().__init__()
-        self.crop_border = int(crop_border)
-
     def forward(self, pred: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
-        pred, target = _crop_pair(pred, target, self.crop_border)
-        return F.l1_loss(pred, target)
+        return F.l1_loss(*self._crop(pred, target))
 
 
 @LOSSES.register
-class CharbonnierLoss(_Loss):
+class CharbonnierLoss(_PixelLoss):
     """``mean(sqrt((pred - target)^2 + eps^2))``, a smooth L1 (MPRNet/CMFNet, eps=1e-3).
 
     Args:
@@ -114,12 +115,11 @@ class CharbonnierLoss(_Loss):
     """
 
     def __init__(self, eps: float = 1e-3, crop_border: int = 0) -> None:
-        super().__init__()
+        super().__init__(crop_border)
         self.eps = eps
-        self.crop_border = int(crop_border)
 
     def forward(self, pred: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
-        pred, target = _crop_pair(pred, target, self.crop_border)
+        pred, target = self._crop(pred, target)
         diff = pred - target
         return paddle.mean(paddle.sqrt(diff * diff + self.eps * self.eps))
 
