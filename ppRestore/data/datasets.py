@@ -231,6 +231,8 @@ class SyntheticDataset(_RestoreDataset):
         self.scale = self.degrade.scale
         self.upscale_lq = upscale_lq
         self.degrade_first = bool(degrade_first)
+        # whole-image LQ is worth keeping only when the same image always gives the same LQ
+        self._cache_lq = bool(cache) and self.degrade.deterministic
         self._lq_cache: Dict[str, np.ndarray] = {}
 
     def _modcrop(self, img: np.ndarray) -> np.ndarray:
@@ -257,11 +259,11 @@ class SyntheticDataset(_RestoreDataset):
             _, gt = self.transforms(gt, gt, rng)
             lq, gt = self._make_lq(gt, rng)
             return _chw(lq), _chw(gt), np.int64(index)
-        if self.cache and self.degrade.deterministic and path in self._lq_cache:
+        if path in self._lq_cache:
             lq, gt = self._lq_cache[path], self._modcrop(gt)
         else:
             lq, gt = self._make_lq(gt, rng)
-            if self.cache and self.degrade.deterministic:
+            if self._cache_lq:
                 self._lq_cache[path] = lq
         lq, gt = self.transforms(lq, gt, rng)
         return _chw(lq), _chw(gt), np.int64(index)
