@@ -7,6 +7,8 @@ and out, class attributes ``pad_multiple``, ``scale``, ``in_channels``,
 
 from __future__ import annotations
 
+import time
+
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
@@ -64,6 +66,19 @@ class _ToyDownUp(nn.Layer):
         d = F.relu(self.mid(d))
         u = self.up(self.up(d))
         return x + 0.1 * self.out(u + f)
+
+
+@_register
+class _ToySlowDownUp(_ToyDownUp):
+    """``_ToyDownUp`` (same weights) that sleeps in every forward, so a restore takes
+    long enough for a GUI test to see the event loop turning during the job, whatever
+    the machine's speed (``time.sleep`` releases the GIL, like a real convolution)."""
+
+    delay_s = 0.05
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        time.sleep(self.delay_s)
+        return super().forward(x)
 
 
 @_register
