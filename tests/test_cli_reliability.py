@@ -342,14 +342,19 @@ def _train_cfg(d, root) -> str:
     return str(p)
 
 
-def test_train_bad_image_in_training_set_fails_fast(bad_images_dir, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_train_bad_image_in_training_set_fails_fast(bad_images_dir, tmp_path, workers):
     """Paddle's DataLoader reads in a helper thread even with num_workers=0; an exception
-    there used to kill the thread and leave training waiting forever. Now: one line."""
+    there used to kill the thread and leave training waiting forever. With workers it
+    printed the worker's traceback and ended in "SystemError: Blocking queue is killed".
+    Now, either way: one line naming the file, exit code 2 like any other bad input."""
     r = run_cli(
         "tools/train.py", "-c", _train_cfg(tmp_path, bad_images_dir),
-        "--save_dir", str(tmp_path / "run"), cwd=str(tmp_path),
+        "--save_dir", str(tmp_path / "run"), "--num_workers", str(workers),
+        cwd=str(tmp_path),
     )  # fmt: skip
-    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "SystemError" not in r.stderr, r.stderr
     errs = _error_lines(r.stderr)
     assert len(errs) == 1 and bad_images_dir in errs[0], r.stderr
 

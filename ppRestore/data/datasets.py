@@ -379,13 +379,84 @@ def build_dataloader(
     if num_workers == 0:
         return _MainThreadLoader(dataset, sampler), sampler
     loader = paddle.io.DataLoader(
-        dataset,
+        _CatchingDataset(dataset),
         batch_sampler=sampler,
         num_workers=num_workers,
         use_shared_memory=use_shared_memory and num_workers > 0,
         return_list=True,
+        collate_fn=_collate_or_error,
     )
-    return loader, sampler
+    return _WorkerLoader(loader), sampler
+
+
+# A sample that raised in a DataLoader worker travels to the main process as this one
+# key (the pickled exception as uint8), instead of the exception itself: Paddle 3.3
+# re-raises a worker's exception in its reader thread, which prints a traceback and
+# leaves the trainer with "SystemError: Blocking queue is killed". This way the trainer
+# gets the original exception (an ImageReadError naming the file), as with num_workers=0.
+_ERROR_KEY = "__ppRestore_worker_error__"
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _CatchingDataset:
+    """Map-style view of ``dataset`` whose ``__getitem__`` returns :class:`_Failed`
+    instead of raising (runs in the worker processes)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int) -> Any:
+        try:
+            return self.dataset[key]
+        except Exception as e:  # forwarded to the main process by _collate_or_error
+            return _Failed(e)
+
+
+def _pickled_error(exc: BaseException) -> np.ndarray:
+    import pickle
+
+    try:
+        blob = pickle.dumps(exc)
+        pickle.loads(blob)  # some exceptions pickle but cannot be rebuilt
+    except Exception:
+        blob = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    return np.frombuffer(blob, dtype=np.uint8).copy()
+
+
+def _collate_or_error(samples: List[Any]) -> Any:
+    from paddle.io.dataloader.collate import default_collate_fn
+
+    for s in samples:
+        if isinstance(s, _Failed):
+            return {_ERROR_KEY: _pickled_error(s.exc)}
+    return default_collate_fn(samples)
+
+
+class _WorkerLoader:
+    """``paddle.io.DataLoader`` with workers, re-raising a sample's exception in the
+    caller (see ``_ERROR_KEY``); batches are otherwise passed through unchanged."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        import pickle
+
+        for batch in self.loader:
+            if isinstance(batch, dict) and _ERROR_KEY in batch:
+                # our own worker process wrote these bytes a moment ago
+                raise pickle.loads(np.asarray(batch[_ERROR_KEY]).tobytes())
+            yield batch
 
 
 class _MainThreadLoader:
