@@ -96,6 +96,7 @@ def test_val_bad_image_in_the_set_is_one_line(tiny, bad_images_dir, tmp_path):
         ("bad_key", "unknown key 'val_datset'. Did you mean 'val_dataset'?", 2),
         ("bad_override", "unknown key 'itres'", 2),
         ("save_dir_under_file", "Not a directory", 1),
+        ("small_image", "tiny.png: SSIM needs at least 11 x 11 pixels, got (10, 13)", 1),
     ],
 )
 def test_val_bad_inputs(tiny, tmp_path, monkeypatch, capsys, case, phrase, code):
@@ -122,6 +123,8 @@ def test_val_bad_inputs(tiny, tmp_path, monkeypatch, capsys, case, phrase, code)
     elif case == "save_dir_under_file":
         (tmp_path / "file.txt").write_text("x")
         args[-1] = str(tmp_path / "file.txt" / "out")
+    elif case == "small_image":
+        Image.fromarray(np.full((10, 13, 3), 99, np.uint8)).save(root / "tiny.png")
     got, err = run_main("tools/val.py", *args, capsys=capsys)
     assert got == code, err
     errs = _error_lines(err)

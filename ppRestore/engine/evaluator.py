@@ -110,17 +110,21 @@ class Evaluator:
                 out_np = predictor.forward(lq[None])[0]
                 o8, g8 = to_uint8(out_np), to_uint8(gt)
                 kw = dict(crop_border=self.crop_border, test_y_channel=self.test_y_channel)
-                row = {
-                    "name": self.dataset.name_of(int(idx))
-                    if hasattr(self.dataset, "name_of")
-                    else str(i),
-                    "psnr": calculate_psnr(o8, g8, **kw),
-                    "ssim": calculate_ssim(o8, g8, **kw),
-                }
-                if lq.shape == gt.shape:  # the degraded input as a baseline
-                    l8 = to_uint8(lq)
-                    row["input_psnr"] = calculate_psnr(l8, g8, **kw)
-                    row["input_ssim"] = calculate_ssim(l8, g8, **kw)
+                name = (
+                    self.dataset.name_of(int(idx)) if hasattr(self.dataset, "name_of") else str(i)
+                )
+                try:
+                    row = {
+                        "name": name,
+                        "psnr": calculate_psnr(o8, g8, **kw),
+                        "ssim": calculate_ssim(o8, g8, **kw),
+                    }
+                    if lq.shape == gt.shape:  # the degraded input as a baseline
+                        l8 = to_uint8(lq)
+                        row["input_psnr"] = calculate_psnr(l8, g8, **kw)
+                        row["input_ssim"] = calculate_ssim(l8, g8, **kw)
+                except ValueError as e:  # e.g. an image too small for SSIM: say which one
+                    raise ValueError(f"{name}: {e}") from None
                 rows.append(row)
                 if len(samples) < self.num_samples:
                     samples.append((row["name"], lq, np.clip(out_np, 0, 1), gt))
