@@ -218,3 +218,39 @@ def test_unwritable_save_dir_is_one_line(setup, tmp_path, capsys):
     assert code == 1
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "cannot write" in lines[0] and "Traceback" not in err
+
+
+def test_animated_gif_restores_the_first_frame_and_says_so(setup, tmp_path, capsys):
+    from PIL import Image as PILImage
+
+    from ppRestore.inference.predictor import Predictor
+
+    rng = np.random.default_rng(1)
+    frames = [PILImage.fromarray(rng.integers(0, 256, (12, 16), dtype=np.uint8)) for _ in range(3)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert read_image(str(gif)).frames == 3
+    one = tmp_path / "one.gif"
+    frames[0].save(one)
+    assert read_image(str(one)).frames == 1
+
+    d = setup
+    args = ["-c", str(d / "toy.yml"), "--model_path", str(d / "w.pdparams")]
+    code, err = run_inproc(
+        "tools/infer.py", *args, "--image_path", str(gif), "--save_dir", str(tmp_path / "o"),
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    notes = [ln for ln in err.splitlines() if ln.startswith("NOTE")]
+    assert notes == [f"NOTE {gif}: 3 frames; only the first is restored"], err
+    ref = Predictor.from_config(str(d / "toy.yml"), str(d / "w.pdparams")).restore(str(one))
+    # cv2 writes no GIF: the result is a PNG of the same name
+    assert output_path(str(gif), str(tmp_path / "o")).endswith("anim.png")
+    out = read_image(str(tmp_path / "o" / "anim.png"))
+    np.testing.assert_array_equal(out.data, ref.data)
+    # a single-frame file gets no note
+    code, err = run_inproc(
+        "tools/infer.py", *args, "--image_path", str(one), "--save_dir", str(tmp_path / "p"),
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 0 and "NOTE" not in err, err

@@ -42,11 +42,14 @@ class Image:
         alpha: ``H x W`` alpha channel of the same dtype, or None. Restoration models see
             only ``data``; the alpha is re-attached unchanged when writing.
         path: where it came from (for messages).
+        frames: frames in the file (animated GIF/WebP/APNG, multi-page TIFF); ``data``
+            is the first one, and the batch CLIs say so when there are more.
     """
 
     data: np.ndarray
     alpha: np.ndarray | None = None
     path: str = ""
+    frames: int = 1
 
     @property
     def max_value(self) -> int:
@@ -136,6 +139,7 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     try:
         pil = PILImage.open(io.BytesIO(data))
         fmt, mode = pil.format, pil.mode
+        frames = int(getattr(pil, "n_frames", 1) or 1)
         is16 = _is_16bit(pil, data)
         pil.load()  # forces a full decode: truncated PNG/JPEG raise here
     except UnidentifiedImageError:
@@ -165,7 +169,10 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
     return Image(
-        np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), path
+        np.ascontiguousarray(rgb),
+        None if alpha is None else np.ascontiguousarray(alpha),
+        path,
+        frames,
     )
 
 

@@ -25,7 +25,15 @@ from typing import Callable, List, Tuple
 
 import numpy as np
 
-from ..data.io import Image, ImageReadError, ImageWriteError, list_images, read_image, write_image
+from ..data.io import (
+    IMAGE_EXTENSIONS,
+    Image,
+    ImageReadError,
+    ImageWriteError,
+    list_images,
+    read_image,
+    write_image,
+)
 
 __all__ = [
     "BatchResult",
@@ -59,14 +67,16 @@ class BatchResult:
 
 
 def output_path(in_path: str, save_dir: str, dtype: np.dtype = np.uint8, suffix: str = "") -> str:
-    """Where the result of ``in_path`` goes: same name/extension in ``save_dir``
-    (``.png`` for 16-bit data in an 8-bit-only format)."""
+    """Where the result of ``in_path`` goes: same name/extension in ``save_dir``; ``.png``
+    for 16-bit data in an 8-bit-only format and for inputs ppRestore reads but does not
+    write (GIF, ...)."""
     stem, ext = os.path.splitext(os.path.basename(in_path))
     ext = ext.lower() if ext else ".png"
     if np.dtype(dtype) == np.uint16 and ext not in _SIXTEEN_BIT_EXTS:
         ext = ".png"
-    if ext in (".pgm", ".ppm"):
-        ext = ".png"  # cv2 cannot write grey as .ppm nor colour as .pgm; PNG holds both
+    if ext in (".pgm", ".ppm") or ext not in IMAGE_EXTENSIONS:
+        # cv2 cannot write grey as .ppm nor colour as .pgm, nor GIF at all; PNG holds all
+        ext = ".png"
     return os.path.join(save_dir, stem + suffix + ext)
 
 
@@ -131,8 +141,10 @@ def run_batch(
     """
     files = list_images(image_spec)
 
-    def job(f: str, check_dst: Callable[[str], str]) -> str:
+    def job(f: str, check_dst: Callable[[str], str], log: Callable[[str], None]) -> str:
         img = read_image(f)
+        if img.frames > 1:  # an animation or multi-page file: say what is restored
+            log(f"NOTE {f}: {img.frames} frames; only the first is restored")
         dst = check_dst(output_path(f, save_dir, img.data.dtype))
         out = restore_fn(img)
         write_image(dst, out.data, out.alpha)
@@ -146,17 +158,17 @@ def run_batch(
 
 def _run_files(
     files: List[str],
-    job: Callable[[str, Callable[[str], str]], str],
+    job: Callable[[str, Callable[[str], str], Callable[[str], None]], str],
     save_dir: str,
     overwrite: bool,
     progress: bool,
     log: Callable[[str], None] | None,
 ) -> BatchResult:
     """The per-file loop shared by images and raw frames: overwrite protection, one
-    FAILED line per bad file, progress bar, summary. ``job(file, check_dst)`` restores
-    one file and returns its main output path; it must pass that path through
+    FAILED line per bad file, progress bar, summary. ``job(file, check_dst, log)``
+    restores one file and returns its main output path; it must pass that path through
     ``check_dst`` (which raises when it would replace an input or another result)
-    before writing anything."""
+    before writing anything, and may ``log`` one-line notes."""
     t0 = time.perf_counter()
     inputs = {os.path.realpath(f) for f in files}
     in_dirs = {os.path.dirname(p) for p in inputs}
@@ -202,7 +214,7 @@ def _run_files(
             return dst
 
         try:
-            dst = job(f, check_dst)
+            dst = job(f, check_dst, log)
             used[os.path.realpath(dst)] = f
             result.restored.append((f, dst))
         except (
@@ -300,7 +312,7 @@ def run_raw_batch(
         raise ValueError(f"--iso must be a positive number, got {iso}")
     files = list_raw_files(raw_spec)
 
-    def job(f: str, check_dst: Callable[[str], str]) -> str:
+    def job(f: str, check_dst: Callable[[str], str], log: Callable[[str], None]) -> str:
         stem = os.path.splitext(os.path.basename(f))[0]
         dst = check_dst(os.path.join(save_dir, stem + ".npy"))
         png = check_dst(os.path.join(save_dir, stem + ".png"))
