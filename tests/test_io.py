@@ -294,6 +294,33 @@ def test_write_grey_with_alpha_stays_grey(tmp_path, gen, ext):
     np.testing.assert_array_equal(img.data, g)
 
 
+def test_write_16bit_grey_with_alpha_png_stays_grey_16bit(tmp_path):
+    """Neither OpenCV nor Pillow writes a 16-bit grey+alpha PNG (it used to come back as
+    RGBA); ppRestore writes colour type 4 itself. OpenCV, an independent decoder, must
+    read the same samples back (it expands grey+alpha to BGRA)."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    g = rng.integers(0, 65536, (23, 31, 1), dtype=np.uint16)
+    a = rng.integers(0, 65536, (23, 31), dtype=np.uint16)
+    path = write_image(str(tmp_path / "la16.png"), g, a)
+    raw = open(path, "rb").read()
+    assert raw[24:26] == bytes([16, 4])  # IHDR: bit depth 16, colour type 4 (grey+alpha)
+    img = read_image(path)
+    assert img.data.shape == (23, 31, 1) and img.data.dtype == np.uint16
+    np.testing.assert_array_equal(img.data, g)
+    np.testing.assert_array_equal(img.alpha, a)
+    cv = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    assert cv.dtype == np.uint16 and cv.shape == (23, 31, 4)
+    for c in range(3):
+        np.testing.assert_array_equal(cv[..., c], g[..., 0])
+    np.testing.assert_array_equal(cv[..., 3], a)
+    # an 8-bit alpha is widened to the grey's depth, full range kept
+    a8 = rng.integers(0, 256, (23, 31), dtype=np.uint8)
+    img = read_image(write_image(str(tmp_path / "la16b.png"), g, a8))
+    np.testing.assert_array_equal(img.alpha, a8.astype(np.uint16) * 257)
+
+
 def test_jpeg_drops_alpha_and_rounds_16bit(tmp_path):
     a = np.full((8, 8, 3), 65535, np.uint16)
     a[0, 0] = 257 * 10

@@ -105,6 +105,13 @@ def _is_16bit(pil, data: bytes) -> bool:
     return False
 
 
+def _png_colour_type(data: bytes) -> int | None:
+    """A PNG's IHDR colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[12:16] == b"IHDR":
+        return data[25]
+    return None
+
+
 def _decode_16bit_colour(data: bytes, pil_mode: str) -> np.ndarray | None:
     """16-bit colour/alpha PNG or TIFF at full depth via OpenCV (RGB order), or None."""
     import cv2
@@ -117,7 +124,9 @@ def _decode_16bit_colour(data: bytes, pil_mode: str) -> np.ndarray | None:
         return None
     if dec.ndim == 3 and dec.shape[2] == 4:
         dec = cv2.cvtColor(dec, cv2.COLOR_BGRA2RGBA)
-        if pil_mode.startswith("LA"):  # grey + alpha, expanded to BGRA by the decoder
+        if pil_mode.startswith("LA") or _png_colour_type(data) == 4:
+            # grey + alpha, expanded to BGRA by the decoder (Pillow calls a 16-bit
+            # grey+alpha PNG "RGBA", so the PNG header decides)
             dec = np.ascontiguousarray(dec[..., [0, 3]])
     elif dec.ndim == 3 and dec.shape[2] == 3:
         dec = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
@@ -249,6 +258,31 @@ def _encode_la(ext: str, grey: np.ndarray, alpha: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _png_la16(grey: np.ndarray, alpha: np.ndarray) -> bytes:
+    """16-bit grey+alpha PNG (colour type 4, depth 16), which neither OpenCV nor Pillow
+    writes. The format is a signature and three chunks (PNG spec, sections 5 and 11):
+    IHDR, one zlib IDAT of big-endian rows each behind filter byte 0, IEND."""
+    import struct
+    import zlib
+
+    h, w = grey.shape
+    samples = np.dstack([grey, alpha]).astype(">u2").reshape(h, 2 * w)  # G A G A ...
+    raw = np.zeros((h, 1 + 4 * w), np.uint8)  # column 0: filter type 0 (None)
+    raw[:, 1:] = samples.view(np.uint8)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
+
+
 def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     """Encode ``H x W x C`` RGB/grey (uint8/uint16) to the format named by ``ext``.
 
@@ -270,6 +304,13 @@ def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) ->
         raise ImageWriteError(f"cannot encode an image of shape {tuple(np.shape(data))}")
     if ext in _NO_ALPHA:
         alpha = None
+    if alpha is not None and arr.ndim == 2 and arr.dtype == np.uint16 and ext == ".png":
+        alpha = np.asarray(alpha)
+        if alpha.shape != arr.shape:
+            raise ImageWriteError(f"alpha of shape {alpha.shape} does not fit image {arr.shape}")
+        if alpha.dtype != np.uint16:
+            alpha = alpha.astype(np.uint16) * 257
+        return _png_la16(arr, alpha)
     if alpha is not None and arr.ndim == 2 and arr.dtype == np.uint8 and ext in _LA_EXTS:
         # OpenCV has no grey+alpha writer (it would expand to RGBA); Pillow writes LA, so
         # a grey+alpha input comes back grey+alpha.
