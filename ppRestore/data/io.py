@@ -148,7 +148,6 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     try:
         pil = PILImage.open(io.BytesIO(data))
         fmt, mode = pil.format, pil.mode
-        frames = int(getattr(pil, "n_frames", 1) or 1)
         is16 = _is_16bit(pil, data)
         pil.load()  # forces a full decode: truncated PNG/JPEG raise here
     except UnidentifiedImageError:
@@ -163,6 +162,11 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     except Exception as e:  # noqa: BLE001 - crafted files can make decoders raise anything
         raise ImageReadError(f"{path}: corrupt image ({type(e).__name__}: {e})") from None
     orientation = _exif_orientation(pil)
+    try:  # counting frames seeks through the file: a bad later frame must not stop the first
+        frames = int(getattr(pil, "n_frames", 1) or 1)
+        pil.seek(0)
+    except Exception:  # noqa: BLE001
+        frames = 1
     try:
         arr = _decode_16bit_colour(data, mode) if is16 and not mode.startswith("I") else None
         if arr is None:
