@@ -84,7 +84,7 @@ GAIN_DEMO_DB = 6.5  # measured 7.33 dB (20.45 -> 27.79)
 SR_GAINS = {
     "srcnn_x2": (2, 1.9),  # measured 2.38 dB (28.15 -> 30.53)
     "srcnn_x3": (3, 1.3),  # measured 1.71 dB (25.75 -> 27.46)
-    "srcnn_x4": (4, 0.8),  # measured 1.18 dB (23.99 -> 25.18)
+    "srcnn_x4": (4, 0.8),  # measured 1.24 dB (23.99 -> 25.24)
     "srcnn_ps_x3": (3, 0.55),  # measured 0.79 dB (25.75 -> 26.54)
 }
 

@@ -51,7 +51,7 @@ ZOO: Dict[str, Dict[str, str]] = {
     "srcnn_x4": {
         "file": "srcnn_x4_y.pdparams",
         "config": "configs/srcnn/srcnn_x4.yml",
-        "sha256": "dee133c757ef7f6855f50f8b60edd5598b31550579cfb11fbc0efec76b85e039",
+        "sha256": "9b339d957e736d336dca63eaab0e2cb99e3c3ac542915c5d1a5c81c8478f397b",
     },
     "dncnn_s32_sigma25": {
         "file": "dncnn_s32_sigma25.pdparams",
