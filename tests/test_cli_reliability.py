@@ -423,3 +423,22 @@ def test_val_scores_an_exported_model_like_its_weights(tiny, tmp_path, capsys):
     # --model_path and --exported are exclusive, one is required
     with pytest.raises(SystemExit):
         run_main("tools/val.py", "-c", cfg, capsys=capsys)
+
+
+def test_worker_errors_travel_as_json_and_keep_their_class():
+    """What a DataLoader worker sends for a failing sample: the nearest rebuildable class
+    and the message, never a pickle."""
+    from ppRestore.data.datasets import _error_payload, _rebuild_error
+    from ppRestore.data.io import ImageReadError
+
+    class MyDataError(ValueError):  # e.g. a RawError: becomes its ValueError base
+        pass
+
+    e = _rebuild_error(_error_payload(ImageReadError("x.png: corrupt")))
+    assert type(e) is ImageReadError and str(e) == "x.png: corrupt"
+    e = _rebuild_error(_error_payload(MyDataError("bad frame")))
+    assert type(e) is ValueError and str(e) == "bad frame"
+    # a built-in class that cannot be rebuilt from a message alone
+    e = _rebuild_error(_error_payload(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad")))
+    assert type(e) is RuntimeError and str(e).startswith("UnicodeDecodeError: ")
+    assert _error_payload(OSError("disk")).dtype == np.uint8

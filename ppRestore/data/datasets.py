@@ -390,11 +390,26 @@ def build_dataloader(
 
 
 # A sample that raised in a DataLoader worker travels to the main process as this one
-# key (the pickled exception as uint8), instead of the exception itself: Paddle 3.3
-# re-raises a worker's exception in its reader thread, which prints a traceback and
-# leaves the trainer with "SystemError: Blocking queue is killed". This way the trainer
-# gets the original exception (an ImageReadError naming the file), as with num_workers=0.
+# key (the exception's class and message as UTF-8 JSON bytes), instead of the exception
+# itself: Paddle 3.3 re-raises a worker's exception in its reader thread, which prints a
+# traceback and leaves the trainer with "SystemError: Blocking queue is killed". This
+# way the trainer gets the same exception class and message (an ImageReadError naming
+# the file) as with num_workers=0. JSON, not pickle: nothing here unpickles (see
+# tests/test_safe_load.py), and only known exception classes are rebuilt.
 _ERROR_KEY = "__ppRestore_worker_error__"
+
+
+def _rebuildable() -> Dict[str, type]:
+    import builtins
+
+    from .io import ImageReadError, ImageWriteError
+
+    known = {c.__name__: c for c in (ImageReadError, ImageWriteError)}
+    for name in dir(builtins):
+        c = getattr(builtins, name)
+        if isinstance(c, type) and issubclass(c, Exception):
+            known.setdefault(name, c)
+    return known
 
 
 class _Failed:
@@ -419,15 +434,31 @@ class _CatchingDataset:
             return _Failed(e)
 
 
-def _pickled_error(exc: BaseException) -> np.ndarray:
-    import pickle
+def _error_payload(exc: BaseException) -> np.ndarray:
+    """The nearest rebuildable class of ``exc`` (e.g. ValueError for a RawError) and its
+    message, as uint8 JSON bytes."""
+    import json
 
-    try:
-        blob = pickle.dumps(exc)
-        pickle.loads(blob)  # some exceptions pickle but cannot be rebuilt
-    except Exception:
-        blob = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    known = _rebuildable()
+    name = next(
+        (c.__name__ for c in type(exc).__mro__ if known.get(c.__name__) is c), "RuntimeError"
+    )
+    blob = json.dumps({"type": name, "message": str(exc)}).encode("utf-8")
     return np.frombuffer(blob, dtype=np.uint8).copy()
+
+
+def _rebuild_error(payload: np.ndarray) -> Exception:
+    import json
+
+    d = json.loads(np.asarray(payload, dtype=np.uint8).tobytes().decode("utf-8"))
+    name, msg = str(d.get("type")), str(d.get("message"))
+    cls = _rebuildable().get(name)
+    if cls is not None:
+        try:
+            return cls(msg)
+        except Exception:  # noqa: BLE001 - a class that needs more than a message
+            pass
+    return RuntimeError(f"{name}: {msg}")
 
 
 def _collate_or_error(samples: List[Any]) -> Any:
@@ -435,7 +466,7 @@ def _collate_or_error(samples: List[Any]) -> Any:
 
     for s in samples:
         if isinstance(s, _Failed):
-            return {_ERROR_KEY: _pickled_error(s.exc)}
+            return {_ERROR_KEY: _error_payload(s.exc)}
     return default_collate_fn(samples)
 
 
@@ -450,12 +481,9 @@ class _WorkerLoader:
         return len(self.loader)
 
     def __iter__(self):
-        import pickle
-
         for batch in self.loader:
             if isinstance(batch, dict) and _ERROR_KEY in batch:
-                # our own worker process wrote these bytes a moment ago
-                raise pickle.loads(np.asarray(batch[_ERROR_KEY]).tobytes())
+                raise _rebuild_error(batch[_ERROR_KEY])
             yield batch
 
 
