@@ -245,3 +245,24 @@ def test_model_pretrained_starts_training_from_those_weights(tmp_path):
             load_config(path, [f"model.pretrained={tmp_path / 'gone.pdparams'}"]),
             save_dir=str(tmp_path / "c"),
         )
+
+
+def test_in_training_eval_scores_the_same_noisy_set_as_tools_val(tmp_path):
+    """--seed changes the training randomness only: the val noise comes from the
+    config (train.seed), so a run's eval and tools/val.py see the same images."""
+    import tests.tiny_models  # noqa: F401
+    from ppRestore.config import load_config
+    from ppRestore.data.datasets import build_dataset, val_seed
+    from ppRestore.engine.trainer import Trainer
+    from tests.train_utils import tiny_config
+
+    path = tiny_config(str(tmp_path), iters=1)
+    cfg = load_config(path)
+    assert val_seed(cfg) == 3  # tiny_config's train.seed
+    tr = Trainer.from_config(cfg, save_dir=str(tmp_path / "o"), seed=5, do_eval=True)
+    assert tr.opts.seed == 5
+    ref = build_dataset(load_config(path)["val_dataset"], mode="val", seed=val_seed(cfg))
+    for i in range(len(ref)):
+        np.testing.assert_array_equal(tr.evaluator.dataset[i][0], ref[i][0])
+    other = build_dataset(load_config(path)["val_dataset"], mode="val", seed=5)
+    assert not np.array_equal(other[0][0], ref[0][0])  # the seed does matter

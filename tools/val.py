@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     import paddle
 
     from ppRestore.builder import build_model
-    from ppRestore.data.datasets import build_dataset
+    from ppRestore.data.datasets import build_dataset, val_seed
     from ppRestore.engine.evaluator import Evaluator
     from ppRestore.weights.safe_load import WeightsError, load_model_weights
 
@@ -76,9 +76,7 @@ def main(argv=None) -> int:
         else:
             model = build_model(cfg["model"])
             load_model_weights(model, args.model_path)
-        ds = build_dataset(
-            cfg["val_dataset"], mode="val", seed=int((cfg.get("train") or {}).get("seed", 0))
-        )
+        ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
     except (WeightsError, RegistryError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -269,6 +269,13 @@ class SyntheticDataset(_RestoreDataset):
         return _chw(lq), _chw(gt), np.int64(index)
 
 
+def val_seed(cfg: Dict[str, Any]) -> int:
+    """Seed of the validation set's random degradations (noise): the config's
+    ``train.seed`` (0 if unset), never a ``--seed`` given to one training run, so that
+    ``tools/val.py`` and every run's in-training eval score the same noisy images."""
+    return int((cfg.get("train") or {}).get("seed", 0))
+
+
 def build_dataset(cfg: Dict[str, Any], mode: str | None = None, seed: int | None = None):
     """Build a dataset from its config section, filling ``mode``/``seed`` if not set."""
     cfg = dict(cfg)

@@ -147,7 +147,7 @@ class Trainer:
         import paddle
 
         from ..builder import build_model
-        from ..data.datasets import build_dataset
+        from ..data.datasets import build_dataset, val_seed
         from ..losses import build_loss
         from ..optim import build_lr_scheduler, build_optimizer
         from .evaluator import Evaluator
@@ -164,7 +164,8 @@ class Trainer:
         if opts.do_eval:
             if "val_dataset" not in cfg:
                 raise ValueError("--do_eval needs a 'val_dataset:' section in the config")
-            val_ds = build_dataset(cfg["val_dataset"], mode="val", seed=opts.seed)
+            # the val noise follows the config, not --seed: comparable across runs
+            val_ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
             evaluator = Evaluator(val_ds, infer_cfg=cfg.get("infer"), **(cfg.get("val") or {}))
         sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
         optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)

@@ -56,7 +56,7 @@ ZOO: Dict[str, Dict[str, str]] = {
     "dncnn_s32_sigma25": {
         "file": "dncnn_s32_sigma25.pdparams",
         "config": "configs/dncnn/dncnn_s32_sigma25.yml",
-        "sha256": "50ad07e77093782c56d51435c4d0811efdd2be908ec80f7a073addd29536c044",
+        "sha256": "288bb12fd895c3224ce2afc95b2ea36376dfccd15c19be3893e8ae6abecfdf5e",
     },
     "srcnn_x2": {
         "file": "srcnn_x2_y.pdparams",
