@@ -124,4 +124,4 @@ def test_grey_denoiser_gain():
     assert p_out - p_in >= GAIN_DNCNN_DB, (p_in, p_out)
 
 
-GAIN_DNCNN_DB = 8.0  # measured 8.95 dB (20.51 -> 29.46)
+GAIN_DNCNN_DB = 8.5  # measured 9.14 dB (20.51 -> 29.65)
