@@ -251,10 +251,13 @@ _LA_EXTS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def _encode_la(ext: str, grey: np.ndarray, alpha: np.ndarray) -> bytes:
+    """Grey + alpha as such: 8-bit through Pillow (PNG/TIFF), 16-bit PNG by hand."""
     from PIL import Image as PILImage
 
     if alpha.shape != grey.shape:
         raise ImageWriteError(f"alpha of shape {alpha.shape} does not fit image {grey.shape}")
+    if grey.dtype == np.uint16:
+        return _png_la16(grey, alpha if alpha.dtype == np.uint16 else alpha.astype(np.uint16) * 257)
     if alpha.dtype != np.uint8:
         alpha = (alpha.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
@@ -308,16 +311,14 @@ def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) ->
         raise ImageWriteError(f"cannot encode an image of shape {tuple(np.shape(data))}")
     if ext in _NO_ALPHA:
         alpha = None
-    if alpha is not None and arr.ndim == 2 and arr.dtype == np.uint16 and ext == ".png":
-        alpha = np.asarray(alpha)
-        if alpha.shape != arr.shape:
-            raise ImageWriteError(f"alpha of shape {alpha.shape} does not fit image {arr.shape}")
-        if alpha.dtype != np.uint16:
-            alpha = alpha.astype(np.uint16) * 257
-        return _png_la16(arr, alpha)
-    if alpha is not None and arr.ndim == 2 and arr.dtype == np.uint8 and ext in _LA_EXTS:
-        # OpenCV has no grey+alpha writer (it would expand to RGBA); Pillow writes LA, so
-        # a grey+alpha input comes back grey+alpha.
+    if (
+        alpha is not None
+        and arr.ndim == 2
+        and ext in _LA_EXTS
+        and (arr.dtype == np.uint8 or ext == ".png")
+    ):
+        # OpenCV has no grey+alpha writer (it would expand to RGBA): a grey+alpha input
+        # comes back grey+alpha (16-bit TIFF still goes the RGBA way below).
         return _encode_la(ext, arr, np.asarray(alpha))
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
