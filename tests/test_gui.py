@@ -312,6 +312,7 @@ def test_window_selftest_under_xvfb(files, tmp_path):
         # the window's event loop kept running while the worker loaded and restored
         polls = int(r.stderr.split("event loop polled ")[1].split()[0])
         assert polls >= 5, r.stderr
+        assert "selftest: status: Ready: press Restore." in r.stderr
         ref = Predictor.from_config(str(files / "toy.yml"), str(files / "w.pdparams"), tile=16)
         np.testing.assert_array_equal(
             read_image(str(out)).data, ref.restore(str(files / "a.png")).data
@@ -319,6 +320,28 @@ def test_window_selftest_under_xvfb(files, tmp_path):
         s = read_image(str(shot)).data
         assert s.shape[:2] == (500, 900)
         assert s.std() > 10  # the images are drawn (not one flat colour)
+        # an animation: the first frame is restored, and the status line says so
+        from PIL import Image as PILImage
+
+        rng = np.random.default_rng(2)
+        frames = [PILImage.fromarray(rng.integers(0, 256, (20, 24), np.uint8)) for _ in range(2)]
+        gif = tmp_path / "anim.gif"
+        frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+        anim = list(args)
+        anim[anim.index("--selftest") + 1] = str(gif)
+        anim[anim.index("--selftest_out") + 1] = str(tmp_path / "anim_out.png")
+        r = subprocess.run(
+            [sys.executable, "-c", code, *anim],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
+        assert r.returncode == 0, r.stderr
+        assert "selftest: status: 2 frames: only the first is restored." in r.stderr, r.stderr
+        np.testing.assert_array_equal(
+            read_image(str(tmp_path / "anim_out.png")).data, ref.restore(str(gif)).data
+        )
         # an error ends the self-test with exit code 1 and the one-line message
         bad = list(args)
         bad[bad.index("--selftest") + 1] = str(files / "broken.png")

@@ -193,7 +193,10 @@ class RestoreApp:
         self.in_title.set(f"Input: {os.path.basename(path)} ({self._size(img)})")
         self.out_title.set("Output")
         self.progress.configure(mode="determinate", value=0)
-        self.status_var.set("Ready: press Restore.")
+        ready = "Ready: press Restore."
+        if img.frames > 1:  # animated GIF/WebP, multi-page TIFF: say what gets restored
+            ready = f"{img.frames} frames: only the first is restored. {ready}"
+        self.status_var.set(ready)
         self.redraw()
         self._refresh_buttons()
         return True
@@ -345,6 +348,7 @@ def _selftest(app: RestoreApp, image: str, out: str, screenshot: str | None) -> 
 
     def go() -> None:
         if app.open_image(image):
+            print(f"selftest: status: {app.status_var.get()}", file=sys.stderr)
             app.btn_restore.invoke()
 
     app.on_finished = finished
