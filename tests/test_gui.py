@@ -298,16 +298,20 @@ def test_window_selftest_under_xvfb(files, tmp_path):
         )
         # the slow twin of toy.yml (same weights): 24 forwards x 50 ms, so the job outlasts
         # many 50 ms polls on any machine (the fast toy once finished inside one poll in CI)
-        args = ["-c", str(files / "slow.yml"), "--model_path", str(files / "w.pdparams")]
-        args += ["--tile", "16", "--selftest", str(files / "a.png")]
-        args += ["--selftest_out", str(out), "--screenshot", str(shot), "--geometry", "900x500"]
-        r = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=180,
-        )
+        base = ["-c", str(files / "slow.yml"), "--model_path", str(files / "w.pdparams")]
+        base += ["--tile", "16", "--screenshot", str(shot), "--geometry", "900x500"]
+
+        def selftest(image, result) -> subprocess.CompletedProcess:
+            args = [*base, "--selftest", str(image), "--selftest_out", str(result)]
+            return subprocess.run(
+                [sys.executable, "-c", code, *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=180,
+            )
+
+        r = selftest(files / "a.png", out)
         assert r.returncode == 0, r.stderr
         # the window's event loop kept running while the worker loaded and restored
         polls = int(r.stderr.split("event loop polled ")[1].split()[0])
@@ -327,27 +331,14 @@ def test_window_selftest_under_xvfb(files, tmp_path):
         frames = [PILImage.fromarray(rng.integers(0, 256, (20, 24), np.uint8)) for _ in range(2)]
         gif = tmp_path / "anim.gif"
         frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
-        anim = list(args)
-        anim[anim.index("--selftest") + 1] = str(gif)
-        anim[anim.index("--selftest_out") + 1] = str(tmp_path / "anim_out.png")
-        r = subprocess.run(
-            [sys.executable, "-c", code, *anim],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=180,
-        )
+        r = selftest(gif, tmp_path / "anim_out.png")
         assert r.returncode == 0, r.stderr
         assert "selftest: status: 2 frames: only the first is restored." in r.stderr, r.stderr
         np.testing.assert_array_equal(
             read_image(str(tmp_path / "anim_out.png")).data, ref.restore(str(gif)).data
         )
         # an error ends the self-test with exit code 1 and the one-line message
-        bad = list(args)
-        bad[bad.index("--selftest") + 1] = str(files / "broken.png")
-        r = subprocess.run(
-            [sys.executable, "-c", code, *bad], capture_output=True, text=True, env=env, timeout=180
-        )
+        r = selftest(files / "broken.png", out)
         assert r.returncode == 1 and "selftest: error: Cannot read image:" in r.stderr
     finally:
         xvfb.terminate()
