@@ -14,23 +14,21 @@ needs, so users without torch can convert too and nothing in the file can run co
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import re
-import zipfile
 from typing import Any, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
 from .safe_load import (
-    RestrictedUnpickler,
     UnsafeWeightsError,
     WeightsError,
     load_state_dict,
+    read_safetensors,
     restricted_loads,
     save_weights,
 )
+from .torch_reader import check_npz
+from .unpickler import check_file_size
 
 # arch name -> (MODELS type, default constructor kwargs). The defaults are the ones the
 # official checkpoints were trained with; ``model_kwargs`` overrides them for variants.
@@ -56,136 +54,8 @@ _TORCH_HINT = "pip install ppRestore[convert]"
 
 
 # --------------------------------------------------------------------------- torch zip
-class _TorchStorage:
-    """Stands in for ``torch.<Type>Storage`` classes: only carries the numpy dtype."""
-
-    def __init__(self, name: str, dtype: str) -> None:
-        self.name, self.dtype = name, dtype
-
-    def __repr__(self) -> str:
-        return f"torch.{self.name}"
-
-
-# Typed storages a state dict can reference. BFloat16 has no numpy dtype: its raw
-# 16 bits are widened to float32 below.
-_STORAGES = {
-    name: _TorchStorage(name, dt)
-    for name, dt in {
-        "FloatStorage": "float32",
-        "DoubleStorage": "float64",
-        "HalfStorage": "float16",
-        "BFloat16Storage": "bfloat16",
-        "LongStorage": "int64",
-        "IntStorage": "int32",
-        "ShortStorage": "int16",
-        "CharStorage": "int8",
-        "ByteStorage": "uint8",
-        "BoolStorage": "bool",
-    }.items()
-}
-
-
-def _rebuild_tensor(
-    storage: np.ndarray,
-    storage_offset: int,
-    size: Tuple[int, ...],
-    stride: Tuple[int, ...],
-    *_ignored: Any,
-) -> np.ndarray:
-    """numpy twin of ``torch._utils._rebuild_tensor_v2``, with bounds checked first."""
-    if not isinstance(storage, np.ndarray):
-        raise UnsafeWeightsError("tensor rebuild without a storage")
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    offset = int(storage_offset)
-    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
-        raise WeightsError(f"bad tensor geometry size={size} stride={stride}")
-    if 0 in size:
-        return np.zeros(size, dtype=storage.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    # as_strided does no bounds checking: a crafted file could read arbitrary memory.
-    if offset < 0 or last >= storage.size:
-        raise WeightsError(
-            f"tensor of size {size} stride {stride} offset {offset} overruns its storage "
-            f"of {storage.size} elements"
-        )
-    item = storage.itemsize
-    view = np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=size, strides=[s * item for s in stride], writeable=False
-    )
-    return np.ascontiguousarray(view)
-
-
-def _rebuild_parameter(data: np.ndarray, *_ignored: Any) -> np.ndarray:
-    return data
-
-
-class TorchZipUnpickler(RestrictedUnpickler):
-    """Restricted unpickler for a torch zip's ``data.pkl``; storages come from the zip."""
-
-    _TORCH_GLOBALS: Dict[Tuple[str, str], Callable[..., Any]] = {
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    }
-
-    def __init__(self, file: Any, zf: zipfile.ZipFile, prefix: str, byteorder: str) -> None:
-        super().__init__(file, encoding="latin1")
-        self._zf, self._prefix, self._order = zf, prefix, "<" if byteorder == "little" else ">"
-        self._cache: Dict[str, np.ndarray] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._TORCH_GLOBALS:
-            return self._TORCH_GLOBALS[(module, name)]
-        if module == "torch" and name in _STORAGES:
-            return _STORAGES[name]
-        return super().find_class(module, name)
-
-    def persistent_load(self, pid: Any) -> np.ndarray:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise UnsafeWeightsError(f"unsupported persistent id {pid!r:.80}")
-        storage_type, key = pid[1], pid[2]
-        if not isinstance(storage_type, _TorchStorage):
-            raise UnsafeWeightsError(f"unsupported storage type {storage_type!r:.80}")
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_]+", key):
-            raise UnsafeWeightsError(f"bad storage key {key!r:.80}")
-        if key not in self._cache:
-            try:
-                raw = self._zf.read(f"{self._prefix}/data/{key}")
-            except KeyError:
-                raise WeightsError(f"storage '{key}' missing from the archive") from None
-            if storage_type.dtype == "bfloat16":
-                bits = np.frombuffer(raw, dtype=self._order + "u2").astype(np.uint32) << 16
-                arr = bits.view(np.float32)
-            else:
-                arr = np.frombuffer(
-                    raw, dtype=np.dtype(storage_type.dtype).newbyteorder(self._order)
-                )
-                arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
-            self._cache[key] = arr
-        return self._cache[key]
-
-
-def read_torch_zip(path: str) -> Any:
-    """Read a ``torch.save`` zip checkpoint into nested dicts of numpy arrays, torch-free."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise WeightsError(f"{path}: not a zip archive ({e})") from None
-    with zf:
-        pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pkls) != 1:
-            raise WeightsError(f"{path}: not a PyTorch zip checkpoint (no single */data.pkl)")
-        prefix = pkls[0][: -len("/data.pkl")]
-        names = set(zf.namelist())
-        order = "little"
-        if f"{prefix}/byteorder" in names:
-            order = zf.read(f"{prefix}/byteorder").decode("ascii", "replace").strip()
-        up = TorchZipUnpickler(io.BytesIO(zf.read(pkls[0])), zf, prefix, order)
-        try:
-            return up.load()
-        except UnsafeWeightsError as e:
-            raise UnsafeWeightsError(f"{path}: {e}") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-            raise WeightsError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+# The torch-free zip reader (and its caps) lives in torch_reader.py.
+from .torch_reader import TorchZipUnpickler, read_torch_zip  # noqa: E402,F401
 
 
 def _torch_load(path: str) -> Any:
@@ -267,12 +137,12 @@ def read_foreign_checkpoint(
     if not os.path.isfile(path):
         raise WeightsError(f"checkpoint not found: {path}")
     if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
-        return unwrap_state_dict(dict(load_file(path)), key, path)
+        return unwrap_state_dict(read_safetensors(path), key, path)
+    check_file_size(path, os.path.getsize(path))  # before reading: a sparse 5 GiB file stops here
     with open(path, "rb") as f:
         head = f.read(4)
     if path.endswith(".npz"):
+        check_npz(path)  # zip-bomb and size caps before np.load inflates anything
         with np.load(path, allow_pickle=False) as z:
             return unwrap_state_dict({k: z[k] for k in z.files}, key, path)
     if head[:2] == b"PK":

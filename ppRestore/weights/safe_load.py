@@ -2,8 +2,12 @@
 
 ``.pdparams`` files are pickles, and ``paddle.load`` (like ``pickle.load``) executes
 whatever a crafted file tells it to. Here every pickle goes through
-:class:`RestrictedUnpickler`, which admits only the globals a state dict needs (numpy
-arrays and dtypes, ordered dicts) and refuses anything else by name, before it runs.
+:class:`~ppRestore.weights.unpickler.RestrictedUnpickler`, which admits only the globals
+a state dict needs (numpy arrays and dtypes, ordered dicts), serves each by an inert
+stand-in that checks its arguments, controls every opcode that calls code, and caps the
+file size, opcodes and array bytes (see :mod:`ppRestore.weights.unpickler` for the
+review of each allowed global). ``.safetensors`` files are parsed here, with every
+header offset checked against the file size before anything is read.
 
 Loading into a model is strict by default (timm's rule): missing, unexpected or
 mis-shaped keys are one error that lists them, never a silent partial load.
@@ -11,9 +15,9 @@ mis-shaped keys are one error that lists them, never a silent partial load.
 
 from __future__ import annotations
 
-import _compat_pickle
-import io
 import json
+import math
+import mmap
 import os
 import pickle
 import tempfile
@@ -22,242 +26,121 @@ from typing import Any, Dict, Iterable, Mapping, Union
 
 import numpy as np
 
+from .unpickler import (
+    ALLOWED_GLOBALS,
+    RestrictedUnpickler,
+    UnsafeWeightsError,
+    WeightsError,
+    check_file_size,
+    codecs_encode,
+    max_weights_bytes,
+    paddle_dense_tensor,
+    unpickle,
+)
+from .unpickler import loads as _loads
+
+__all__ = [
+    "RestrictedUnpickler", "UnsafeWeightsError", "WeightsError", "check_state_dict",
+    "load_model_weights", "load_state_dict", "load_weights", "max_weights_bytes",
+    "restricted_loads", "save_weights",
+]  # fmt: skip
+
 PathOrBytes = Union[str, os.PathLike, bytes]
 
-
-class WeightsError(ValueError):
-    """Weights do not fit the model (missing/unexpected/mis-shaped keys) or are unreadable."""
-
-
-class UnsafeWeightsError(WeightsError, pickle.UnpicklingError):
-    """A weights file asked to import something a state dict never contains.
-
-    Also a :class:`WeightsError`, so a CLI that reports weights problems catches it too.
-    """
-
-
-def _codecs_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """Stand-in for ``_codecs.encode``: pickle protocols 0-2 store ``bytes`` (here: the
-    raw data of numpy arrays) as ``_codecs.encode(text, "latin1")``. Only that form is
-    served; any other codec is refused (codecs can import modules by name)."""
-    if isinstance(text, str) and encoding in ("latin1", "latin-1") and errors == "strict":
-        return text.encode("latin1")
-    raise UnsafeWeightsError(
-        f"refused to call global '_codecs.encode' with codec {encoding!r}: only the "
-        "latin1 text-to-bytes form pickle itself writes is allowed"
-    )
-
-
-def _paddle_dense_tensor(expr: Any, env: Any = None, *rest: Any) -> np.ndarray:
-    """Stand-in for ``builtins.eval``: ``paddle.save`` pickles a ``DenseTensor`` as
-    ``eval('data', {'data': array})``. Only exactly that form is served, and nothing is
-    ever evaluated; any other use of ``eval`` is refused."""
-    if (
-        expr == "data"
-        and not rest
-        and isinstance(env, dict)
-        and list(env) == ["data"]
-        and isinstance(env["data"], np.ndarray)
-    ):
-        return env["data"]
-    shown = repr(expr)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    raise UnsafeWeightsError(
-        f"refused to call global 'builtins.eval' on {shown}: weights may only use it in "
-        "Paddle's DenseTensor form eval('data', {'data': array})"
-    )
-
-
-# (module, name) -> the object served for it. This is everything ``paddle.save`` writes
-# for a model/optimizer/LR-scheduler state dict or a nested dict of them (protocols 2-4),
-# plus numpy's protocol-5 array form and plain containers/numbers. numpy moved ``core``
-# to ``_core`` in 2.0, so both spellings are listed (numpy 1.26 ships a ``_core`` shim).
-# ``None`` means "import it normally"; a function is a safe stand-in for a dangerous
-# builtin that Paddle's format uses in one fixed, harmless way.
-_ALLOWED_GLOBALS: Dict[tuple, Any] = {
-    ("collections", "OrderedDict"): None,
-    ("numpy", "ndarray"): None,
-    ("numpy", "dtype"): None,
-    ("numpy.core.multiarray", "_reconstruct"): None,
-    ("numpy.core.multiarray", "scalar"): None,
-    ("numpy._core.multiarray", "_reconstruct"): None,
-    ("numpy._core.multiarray", "scalar"): None,
-    # protocol 5 pickles of arrays: frombuffer(bytes, dtype).reshape(shape) -- data only.
-    ("numpy.core.numeric", "_frombuffer"): None,
-    ("numpy._core.numeric", "_frombuffer"): None,
-    # paddle.save turns a Tensor inside a nested container into tuple((name, array)).
-    ("builtins", "tuple"): None,
-    ("builtins", "set"): None,
-    ("builtins", "frozenset"): None,
-    ("builtins", "complex"): None,
-    ("_codecs", "encode"): _codecs_encode,
-    ("builtins", "eval"): _paddle_dense_tensor,
-}
-
-
-def _refuse(module: str, name: str) -> UnsafeWeightsError:
-    return UnsafeWeightsError(
-        f"refused to load global '{module}.{name}': a weights file may only hold "
-        "arrays, numbers, strings and containers (the file may be malicious or not a "
-        "state dict)"
-    )
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that refuses every global outside :data:`_ALLOWED_GLOBALS`.
-
-    ``find_class`` is the only door through which a pickle reaches code (``GLOBAL``,
-    ``STACK_GLOBAL``, ``INST``, ``OBJ`` and the copyreg ``EXT`` opcodes all go through
-    it), so checking names here stops a crafted file before anything runs.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        # Python 2 names (protocols 0-2 write ``__builtin__`` for ``builtins``) are
-        # mapped first so the allow-list sees the name that would really be imported.
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        key = (module, name)
-        if key in _ALLOWED_GLOBALS:
-            stand_in = _ALLOWED_GLOBALS[key]
-            return stand_in if stand_in is not None else super().find_class(module, name)
-        # numpy dtype classes (numpy.dtypes.Float32DType, ...) are data, not code.
-        if module == "numpy.dtypes" and name.endswith("DType") and name.isidentifier():
-            return super().find_class(module, name)
-        raise _refuse(module, name)
+# Kept under their old names: tests and docs refer to them.
+_ALLOWED_GLOBALS = ALLOWED_GLOBALS
+_codecs_encode = codecs_encode
+_paddle_dense_tensor = paddle_dense_tensor
 
 
 def restricted_loads(data: bytes, source: str = "<bytes>") -> Any:
-    """Unpickle ``data`` with :class:`RestrictedUnpickler`.
+    """Unpickle ``data`` with :class:`RestrictedUnpickler`; arrays come back as real
+    ndarrays and Paddle's ``(name, array)`` tensor tuples as the array.
 
     Raises:
-        UnsafeWeightsError: the pickle names a global outside the allow-list.
+        UnsafeWeightsError: the pickle names a global outside the allow-list or uses an
+            allowed one in a way a state dict never does.
         WeightsError: anything else that makes it unreadable (truncated, garbage, ...).
     """
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except UnsafeWeightsError as e:
-        raise UnsafeWeightsError(f"{source}: {e}") from None
-    except RecursionError:
-        raise WeightsError(f"{source}: not a readable weights pickle (nested too deeply)") from None
-    except MemoryError:
-        raise WeightsError(
-            f"{source}: not a readable weights pickle (asks for too much memory)"
-        ) from None
-    except Exception as e:  # noqa: BLE001 - untrusted bytes: every failure is "unreadable"
-        # A corrupt pickle can make the unpickler (or numpy's __setstate__) raise almost
-        # anything: UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-        # AttributeError, struct.error, UnicodeDecodeError, ImportError, ...
-        msg = str(e)
-        msg = msg if len(msg) <= 200 else msg[:197] + "..."
-        raise WeightsError(
-            f"{source}: not a readable weights pickle ({type(e).__name__}: {msg})"
-        ) from None
-
-
-def _is_paddle_tensor_tuple(obj: Any) -> bool:
-    return (
-        type(obj) is tuple
-        and len(obj) == 2
-        and isinstance(obj[0], str)
-        and isinstance(obj[1], np.ndarray)
-    )
-
-
-def _unwrap_tensors(obj: Any) -> Any:
-    """Replace Paddle's ``(name, array)`` tensor tuples by the array everywhere inside
-    dicts/lists/tuples, as Paddle's own loader does with ``return_numpy=True``.
-
-    Shared sub-objects are converted once (a memo keyed by ``id``), so a crafted file
-    that references one dict from many places cannot make this walk blow up.
-    """
-    memo: Dict[int, Any] = {}
-
-    def walk(o: Any) -> Any:
-        if _is_paddle_tensor_tuple(o):
-            return o[1]
-        if not isinstance(o, (dict, list, tuple)):
-            return o
-        key = id(o)
-        if key in memo:
-            return memo[key]
-        if isinstance(o, dict):
-            out: Any = type(o)() if type(o) in (dict, OrderedDict) else {}
-            memo[key] = out
-            for k, v in o.items():
-                out[k] = walk(v)
-            return out
-        if isinstance(o, list):
-            out = []
-            memo[key] = out
-            out.extend(walk(v) for v in o)
-            return out
-        out = tuple(walk(v) for v in o)
-        memo[key] = out
-        return out
-
-    return walk(obj)
+    return _loads(data, source)
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
-    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": "<f8", "F32": "<f4", "F16": "<f2",
+    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+    "BF16": "<u2",  # widened to float32 below
 }  # fmt: skip
+_SAFETENSORS_MAX_HEADER = 100 << 20  # the safetensors library's own limit
 
 
-def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
-    """Read a ``.safetensors`` file; bfloat16 tensors (which numpy cannot hold) come back
-    as float32, exactly (bf16 is the top half of an fp32)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+def _safetensors_error(path: str, why: str) -> WeightsError:
+    return WeightsError(f"{path}: not a readable safetensors file ({why})")
 
+
+def read_safetensors(path: str) -> Dict[str, np.ndarray]:
+    """Read a ``.safetensors`` file with every offset checked against the file size.
+
+    The file is memory-mapped and each tensor copied out on its own, so nothing is read
+    that the header does not point at, tensors may not overlap (which would multiply the
+    memory a small file costs) and the file must be under :func:`max_weights_bytes`.
+    bfloat16 tensors (which numpy cannot hold) come back as float32, exactly (bf16 is the
+    top half of an fp32).
+    """
     try:
-        # With ml_dtypes imported (Paddle may do so) numpy knows bfloat16 and safetensors
-        # returns such arrays; give float32 either way, as documented.
-        return {
-            k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v
-            for k, v in load_file(path).items()
-        }
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
-    except TypeError as e:
-        if "bfloat16" not in str(e):
-            raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
-    # bfloat16 present: parse the (simple, documented) format ourselves.
-    size = os.path.getsize(path)
+        size = os.stat(path).st_size
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
+    check_file_size(path, size)
+    if size < 8:
+        raise _safetensors_error(path, f"{size} bytes is too short")
     with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if n <= 0 or n > min(size - 8, 100 << 20):
-            raise WeightsError(f"{path}: not a readable safetensors file (bad header length)")
+        n = int.from_bytes(f.read(8), "little")
+        if n <= 1 or n > min(size - 8, _SAFETENSORS_MAX_HEADER):
+            raise _safetensors_error(path, f"header length {n:,} in a {size:,}-byte file")
         try:
             header = json.loads(f.read(n))
-        except ValueError as e:
-            raise WeightsError(f"{path}: not a readable safetensors file (header: {e})") from None
-        data = f.read()
-    out: Dict[str, np.ndarray] = {}
-    for k, info in header.items():
-        if k == "__metadata__":
-            continue
+        except (ValueError, RecursionError) as e:
+            raise _safetensors_error(path, f"header: {type(e).__name__}") from None
+        if not isinstance(header, dict):
+            raise _safetensors_error(path, "header is not a JSON object")
+        base, avail = 8 + n, size - 8 - n
+        plan = []
+        for k, info in header.items():
+            if k == "__metadata__":
+                continue
+            try:
+                dt = _SAFETENSORS_DTYPES[info["dtype"]]
+                shape = tuple(info["shape"])
+                if not all(type(s) is int and 0 <= s <= 1 << 40 for s in shape) or len(shape) > 32:
+                    raise ValueError(f"bad shape {shape!r:.60}")
+                start, end = info["data_offsets"]
+                if type(start) is not int or type(end) is not int or not 0 <= start <= end <= avail:
+                    raise ValueError(f"offsets {start!r:.20}..{end!r:.20} outside the data")
+                need = math.prod(shape) * np.dtype(dt).itemsize
+                if need != end - start:
+                    raise ValueError(
+                        f"shape {shape} needs {need:,} bytes, offsets give {end - start:,}"
+                    )
+            except (KeyError, TypeError, ValueError) as e:
+                raise _safetensors_error(path, f"tensor '{k:.80}': {e}") from None
+            plan.append((start, end, k, dt, shape))
+        by_offset = sorted(plan, key=lambda t: (t[0], t[1]))
+        for a, b in zip(by_offset, by_offset[1:]):
+            if b[0] < a[1]:
+                raise _safetensors_error(path, f"tensors '{a[2]:.60}' and '{b[2]:.60}' overlap")
+        out: Dict[str, np.ndarray] = {}
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if avail and plan else None
         try:
-            dt = info["dtype"]
-            shape = tuple(int(s) for s in info["shape"])
-            start, end = (int(x) for x in info["data_offsets"])
-            if not 0 <= start <= end <= len(data) or min(shape, default=1) < 0:
-                raise ValueError("offsets out of range")
-            raw = data[start:end]
-            if dt == "BF16":
-                u16 = np.frombuffer(raw, dtype="<u2")
-                arr = (u16.astype(np.uint32) << 16).view(np.float32)
-            else:
-                arr = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dt]).newbyteorder("<"))
-            out[k] = arr.reshape(shape).copy()
-        except (KeyError, TypeError, ValueError) as e:
-            raise WeightsError(
-                f"{path}: not a readable safetensors file (tensor '{k}': {e})"
-            ) from None
+            for start, end, k, dt, shape in plan:
+                buf = mm[base + start : base + end] if mm is not None else b""
+                arr = np.frombuffer(buf, dtype=dt)
+                if header[k]["dtype"] == "BF16":
+                    arr = (arr.astype(np.uint32) << 16).view(np.float32)
+                out[k] = arr.astype(arr.dtype.newbyteorder("="), copy=True).reshape(shape)
+        finally:
+            if mm is not None:
+                mm.close()
     return out
 
 
@@ -272,26 +155,26 @@ def load_weights(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise WeightsError(f"weights file not found: {path}")
     if path.endswith(".safetensors"):
-        return _read_safetensors(path)
+        return read_safetensors(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")
     except OSError as e:
         raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not data:
-        raise WeightsError(f"{path}: empty file (0 bytes)")
-    if data[:2] == b"PK":
-        raise WeightsError(
-            f"{path}: this is a zip archive (a PyTorch checkpoint?); convert it first with "
-            "tools/convert_weights.py"
-        )
-    obj = restricted_loads(data, source=path)
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        check_file_size(path, size)  # before reading a byte: a sparse 5 GiB file stops here
+        if size == 0:
+            raise WeightsError(f"{path}: empty file (0 bytes)")
+        if f.read(2) == b"PK":
+            raise WeightsError(
+                f"{path}: this is a zip archive (a PyTorch checkpoint?); convert it first "
+                "with tools/convert_weights.py"
+            )
+        f.seek(0)
+        obj = unpickle(f, size, path)
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: expected a dict of arrays, got {type(obj).__name__}")
-    try:
-        return dict(_unwrap_tensors(obj))
-    except RecursionError:
-        raise WeightsError(f"{path}: not a readable weights pickle (nested too deeply)") from None
+    return dict(obj)
 
 
 def _atomic_write(path: str, write_fn) -> None:
@@ -401,10 +284,23 @@ def _format_report(report: Dict[str, list], limit: int = 20) -> str:
     return "; ".join(parts)
 
 
-def _checked_array(value: Any, key: str, where: str) -> np.ndarray:
-    """``value`` as a numeric array, or a :class:`WeightsError` naming ``key``: a string,
-    an object array or a NaN/Inf weight would otherwise fail deep inside Paddle or,
-    worse, load and produce a black image."""
+def _model_dtype(t: Any) -> str:
+    """numpy-style name of a model tensor's dtype (``paddle.float32`` -> ``float32``)."""
+    return str(getattr(t, "dtype", "float32")).rsplit(".", 1)[-1]
+
+
+def _checked_array(value: Any, key: str, where: str, want: str = "") -> np.ndarray:
+    """``value`` as a numeric array of the model's dtype ``want``, or a one-line
+    :class:`WeightsError` naming ``key``: a string, an object array or a NaN/Inf weight
+    would otherwise fail deep inside Paddle or, worse, load and produce a black image.
+
+    Dtype rule for a float parameter: float16/bfloat16/float32 weights are cast (exact);
+    float64 weights are cast only if every value is exactly a float32 (a float64 copy of
+    float32 weights is common; rounding real float64 values would silently change the
+    model); int, uint and bool weights are refused (Paddle saves bfloat16 as uint16, and
+    an integer tensor is never what a float layer was trained with). An integer
+    parameter takes integer weights whose values fit.
+    """
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as e:
@@ -413,7 +309,37 @@ def _checked_array(value: Any, key: str, where: str) -> np.ndarray:
         raise WeightsError(f"{where}'{key}' holds {arr.dtype} data, not numbers")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise WeightsError(f"{where}'{key}' contains NaN or Inf (a diverged training run?)")
-    return arr
+    if not want or want == arr.dtype.name or want not in _CASTABLE:
+        return arr
+    kind = np.dtype(want).kind if want != "bfloat16" else "f"
+    if kind == "f":
+        if arr.dtype.kind != "f":
+            hint = " (Paddle writes bfloat16 as uint16)" if arr.dtype == np.uint16 else ""
+            raise WeightsError(
+                f"{where}'{key}' holds {arr.dtype} data{hint}; the model's parameter is "
+                f"{want}: refusing to load integer or bool weights into a float layer"
+            )
+        if want == "bfloat16":
+            return arr.astype(np.float32)  # Paddle rounds float32 to its bfloat16
+        out = arr.astype(want)
+        if arr.dtype.itemsize > out.dtype.itemsize and not np.array_equal(out, arr):
+            raise WeightsError(
+                f"{where}'{key}' holds {arr.dtype} values that {want} cannot represent "
+                f"exactly; cast the checkpoint to {want} yourself if the rounding is intended"
+            )
+        return out
+    if kind in "iu" and arr.dtype.kind in "iu":
+        info = np.iinfo(want)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise WeightsError(f"{where}'{key}' holds {arr.dtype} values outside {want}")
+        return arr.astype(want)
+    if kind == "b" and arr.dtype.kind == "b":
+        return arr
+    raise WeightsError(f"{where}'{key}' holds {arr.dtype} data; the model's parameter is {want}")
+
+
+_CASTABLE = {"float16", "float32", "float64", "bfloat16", "int8", "int16", "int32",
+             "int64", "uint8", "bool"}  # fmt: skip
 
 
 def load_state_dict(
@@ -433,7 +359,11 @@ def load_state_dict(
         raise WeightsError(
             f"{where}weights do not match {type(model).__name__}: {_format_report(report)}"
         )
-    arrays = {k: _checked_array(state[k], k, where) for k in model_state if k in state}
+    arrays = {
+        k: _checked_array(state[k], k, where, _model_dtype(model_state[k]))
+        for k in model_state
+        if k in state
+    }
     # Shared parameters: group keys by the tensor object they point to.
     groups: Dict[int, list] = {}
     for k, t in model_state.items():
