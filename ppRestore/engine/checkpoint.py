@@ -143,8 +143,46 @@ def optimizer_state(optimizer: Any, model: Any) -> Dict[str, Any]:
     return out
 
 
-def load_optimizer_state(optimizer: Any, model: Any, state: Dict[str, Any]) -> None:
-    """Inverse of :func:`optimizer_state`."""
+def check_optimizer_state(model: Any, state: Dict[str, Any], source: str = "") -> None:
+    """Refuse, in one line, an optimizer state that belongs to another model: every array
+    entry must be an accumulator of one of ``model``'s parameters (structured name +
+    ``_suffix``) with that parameter's shape or a single element (beta-power counters).
+    Paddle itself ignores unknown entries and only fails at the first step, with an
+    assertion traceback, on mis-shaped ones."""
+    where = f"{source}: " if source else ""
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    prefixes = sorted(shapes, key=len, reverse=True)
+    foreign, wrong = [], []
+    for k, v in state.items():
+        if k in ("LR_Scheduler", "master_weights") or not hasattr(v, "shape"):
+            continue
+        owner = next((p for p in prefixes if k.startswith(p + "_")), None)
+        if owner is None:
+            foreign.append(k)
+        elif tuple(v.shape) != shapes[owner] and int(np.prod(v.shape)) != 1:
+            wrong.append(f"'{k}' is {tuple(v.shape)}, parameter '{owner}' is {shapes[owner]}")
+    if foreign or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} mis-shaped entries ({'; '.join(wrong[:3])})")
+        if foreign:
+            parts.append(
+                f"{len(foreign)} entries for parameters this model does not have "
+                f"({', '.join(repr(k) for k in foreign[:3])})"
+            )
+        raise CheckpointError(
+            f"{where}model.pdopt does not match the model ({', '.join(parts)}): an optimizer "
+            "state from another model? Start without --resume_model, or use "
+            "model.pretrained to load only the weights"
+        )
+
+
+def load_optimizer_state(
+    optimizer: Any, model: Any, state: Dict[str, Any], source: str = ""
+) -> None:
+    """Inverse of :func:`optimizer_state`; refuses another model's state (see
+    :func:`check_optimizer_state`)."""
+    check_optimizer_state(model, state, source)
     inverse = {v: k for k, v in _param_name_map(model).items()}
     st = _remap_keys(
         {k: v for k, v in state.items() if k not in ("master_weights", "LR_Scheduler")}, inverse

@@ -350,7 +350,7 @@ class Trainer:
         load_state_dict(self.model, data["model"], source=path)
         if data["optimizer"] is None:
             raise ckpt.CheckpointError(f"{path} has no model.pdopt: cannot resume training from it")
-        ckpt.load_optimizer_state(self.optimizer, self.model, data["optimizer"])
+        ckpt.load_optimizer_state(self.optimizer, self.model, data["optimizer"], source=path)
         self.lr_scheduler.set_state_dict(st["lr_scheduler"])
         if self.ema is not None and data["ema"] is not None:
             load_state_dict(self.ema.model, data["ema"], source=path)

@@ -294,8 +294,9 @@ def _checked_array(value: Any, key: str, where: str, want: str = "") -> np.ndarr
     :class:`WeightsError` naming ``key``: a string, an object array or a NaN/Inf weight
     would otherwise fail deep inside Paddle or, worse, load and produce a black image.
 
-    Dtype rule for a float parameter: float16/bfloat16/float32 weights are cast (exact);
-    float64 weights are cast only if every value is exactly a float32 (a float64 copy of
+    Dtype rule for a float parameter: float16/bfloat16/float32 weights are cast (exact
+    for a float32 layer; a float16 layer rounds float32 as Paddle's AMP does); float64
+    weights are cast only if every value is exactly representable (a float64 copy of
     float32 weights is common; rounding real float64 values would silently change the
     model); int, uint and bool weights are refused (Paddle saves bfloat16 as uint16, and
     an integer tensor is never what a float layer was trained with). An integer
@@ -322,7 +323,11 @@ def _checked_array(value: Any, key: str, where: str, want: str = "") -> np.ndarr
         if want == "bfloat16":
             return arr.astype(np.float32)  # Paddle rounds float32 to its bfloat16
         out = arr.astype(want)
-        if arr.dtype.itemsize > out.dtype.itemsize and not np.array_equal(out, arr):
+        # Only float64 is checked: float32 -> float16 is the ordinary mixed-precision
+        # cast Paddle itself makes; float64 -> float32 rounding is a silent model change.
+        if not np.isfinite(out).all():
+            raise WeightsError(f"{where}'{key}' holds {arr.dtype} values that overflow {want}")
+        if arr.dtype == np.float64 and want != "float64" and not np.array_equal(out, arr):
             raise WeightsError(
                 f"{where}'{key}' holds {arr.dtype} values that {want} cannot represent "
                 f"exactly; cast the checkpoint to {want} yourself if the rounding is intended"

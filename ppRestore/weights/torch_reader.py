@@ -76,15 +76,17 @@ STORAGES: Dict[str, TorchStorage] = {
 
 def zip_member_bytes(zf: zipfile.ZipFile, name: str, path: str, limit: int) -> bytes:
     """Read one member without trusting its header: at most ``limit`` bytes declared, a
-    sane compression ratio, exactly the declared size read, CRC checked by zipfile."""
+    sane compression ratio, exactly the declared size read, CRC checked by zipfile.
+    Errors start with ``path: `` unless ``path`` is empty."""
+    path = f"{path}: " if path else ""
     try:
         info = zf.getinfo(name)
     except KeyError:
-        raise WeightsError(f"{path}: '{name}' missing from the archive") from None
+        raise WeightsError(f"{path}'{name}' missing from the archive") from None
     declared = info.file_size
     if declared > limit:
         raise WeightsError(
-            f"{path}: zip member '{name}' declares {declared:,} bytes, above the "
+            f"{path}zip member '{name}' declares {declared:,} bytes, above the "
             f"{limit:,}-byte limit (a zip bomb? set PPRESTORE_MAX_WEIGHTS_BYTES to raise it)"
         )
     if (
@@ -93,7 +95,7 @@ def zip_member_bytes(zf: zipfile.ZipFile, name: str, path: str, limit: int) -> b
         and declared > MAX_RATIO * max(info.compress_size, 1)
     ):
         raise WeightsError(
-            f"{path}: zip member '{name}' would expand {declared / max(info.compress_size, 1):,.0f}"
+            f"{path}zip member '{name}' would expand {declared / max(info.compress_size, 1):,.0f}"
             f" times ({info.compress_size:,} -> {declared:,} bytes): refused as a zip bomb"
         )
     try:
@@ -101,10 +103,10 @@ def zip_member_bytes(zf: zipfile.ZipFile, name: str, path: str, limit: int) -> b
             data = f.read(declared)
             extra = f.read(1)  # reaching EOF makes zipfile check the CRC
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
-        raise WeightsError(f"{path}: corrupt zip member '{name}' ({e})") from None
+        raise WeightsError(f"{path}corrupt zip member '{name}' ({e})") from None
     if len(data) != declared or extra:
         raise WeightsError(
-            f"{path}: corrupt zip member '{name}' (declares {declared:,} bytes, holds "
+            f"{path}corrupt zip member '{name}' (declares {declared:,} bytes, holds "
             f"{len(data) + len(extra):,}{'+' if extra else ''})"
         )
     return data
@@ -153,7 +155,7 @@ class TorchZipUnpickler(RestrictedUnpickler):
             need = numel * itemsize
             self._spend(need, f"storage '{key}' ({need:,} bytes)")
             raw = zip_member_bytes(
-                self._zf, f"{self._prefix}/data/{key}", self._path, max_weights_bytes()
+                self._zf, f"{self._prefix}/data/{key}", "", max_weights_bytes()
             )
             if len(raw) != need:
                 raise WeightsError(

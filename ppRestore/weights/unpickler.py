@@ -250,8 +250,10 @@ class ArraySpec(_Placeholder):
         shape, dt, raw = _shape(shape), dtype.dtype(), _raw(raw)
         need = math.prod(shape) * dt.itemsize
         if need != len(raw):
+            shown = f"{shape}" if len(str(shape)) <= 80 else f"{str(shape)[:77]}...)"
+            needs = f"{need:,}" if need < 1 << 63 else "more than 2**63"
             raise WeightsError(
-                f"array of shape {shape} {dt} needs {need:,} bytes, the file holds {len(raw):,}"
+                f"array of shape {shown} {dt} needs {needs} bytes, the file holds {len(raw):,}"
             )
         self.shape, self.dt, self.raw, self.fortran = shape, dt, raw, fortran
         return self
@@ -369,7 +371,8 @@ def codecs_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") ->
     if type(text) is str and encoding in ("latin1", "latin-1") and errors == "strict":
         return text.encode("latin1")
     raise UnsafeWeightsError(
-        f"refused to call global '_codecs.encode' with codec {encoding!r}: only the "
+        f"refused to call global '_codecs.encode' on {_short(text)} with codec "
+        f"{_short(encoding)}: only the "
         "latin1 text-to-bytes form pickle itself writes is allowed"
     )
 
@@ -458,7 +461,7 @@ class _BoundedReader:
 _D = pickle._Unpickler.dispatch
 _op = {name: getattr(pickle, name)[0] for name in (
     "BUILD", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST", "DICT", "SETITEM", "SETITEMS",
-    "APPEND", "APPENDS", "ADDITEMS", "FROZENSET", "BYTEARRAY8",
+    "APPEND", "APPENDS", "ADDITEMS", "FROZENSET", "BYTEARRAY8", "FRAME",
 )}  # fmt: skip
 
 
@@ -594,7 +597,9 @@ class RestrictedUnpickler(pickle._Unpickler):
         # pickle's own version allocates the declared size before reading anything.
         (n,) = struct.unpack("<Q", self.read(8))
         if n > self._size:
-            raise WeightsError(f"pickle asks for a {n:,}-byte buffer in a {self._size:,}-byte file")
+            raise WeightsError(
+                f"not a readable weights pickle (a {n:,}-byte buffer in a {self._size:,}-byte file)"
+            )
         data = self.read(n)
         if len(data) != n:
             raise EOFError("pickle data was truncated")
@@ -613,6 +618,17 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch[_op["ADDITEMS"]] = _load_additems
     dispatch[_op["FROZENSET"]] = _load_frozenset
     dispatch[_op["BYTEARRAY8"]] = _load_bytearray8
+
+    def _load_frame(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self._reader.left:
+            raise WeightsError(
+                "not a readable weights pickle (pickle data was truncated: a "
+                f"{n:,}-byte frame with {self._reader.left:,} bytes left)"
+            )
+        self._unframer.load_frame(n)
+
+    dispatch[_op["FRAME"]] = _load_frame
     # INST (protocol 0) goes through find_class (refusing unknown names first), then
     # _instantiate, which refuses.
 
