@@ -322,6 +322,10 @@ SELF_ATTACKS = {
     "frame_2_62": b"\x80\x04\x95" + struct.pack("<Q", 1 << 62) + b"N.",
     "colliding_int_keys": b"\x80\x04}(" + b"".join(b"\x8a\x09" + (k * (2**61 - 1)).to_bytes(9, "little") + b"N" for k in range(1, 4)) + b"u.",
     "float_key": b"\x80\x04}G?\xf0\x00\x00\x00\x00\x00\x00Ns.",
+    # one BINGET fed again and again to a copying stand-in, or shared by many arrays
+    "tuple_copies_one_list": _p(b"c__builtin__\ntuple\nq\x01](" + b"K\x01" * 1000 + b"eq\x000(" + b"h\x01h\x00\x85R" * 20000 + b"l"),
+    "codecs_copies_one_string": _p(b"c_codecs\nencode\nq\x01X" + struct.pack("<I", 100_000) + b"a" * 100_000 + b"q\x000(" + b"h\x01h\x00" + mk._s("latin1") + b"\x86R" * 1 + (b"h\x01h\x00" + mk._s("latin1") + b"\x86R") * 200 + b"l"),
+    "arrays_share_one_buffer": _p(b"B" + struct.pack("<I", 65536) + bytes(65536) + b"q\x000(" + _array(b"M\x00\x40\x85", b"").replace(b"C\x00tb", b"h\x00tb") * 3 + b"l"),
 }  # fmt: skip
 
 
@@ -603,3 +607,20 @@ def test_train_cli_resume_with_another_models_pdopt(cli_dir, tmp_path):
     r = _cli("tools/train.py", "-c", str(tmp_path / "a4.yml"), "--save_dir", str(tmp_path / "d"),
              "--resume_model", str(runs["a"]), cwd=str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_big_arrays_load_at_every_protocol(tmp_path, protocol):
+    """Protocol 0 stores array data as one text line (here ~390 KB): the bounded reader
+    must not cut it; every protocol's array form still loads bit for bit."""
+    from collections import OrderedDict
+
+    rng = np.random.default_rng(protocol)
+    sd = OrderedDict(w=rng.random((300, 300)).astype("f4"), b=np.arange(5), s=np.float64(2.5))
+    p = tmp_path / "p.pdparams"
+    p.write_bytes(pickle.dumps(sd, protocol=protocol))
+    got = load_weights(p)
+    for k in ("w", "b"):
+        np.testing.assert_array_equal(got[k], sd[k])
+        assert got[k].dtype == sd[k].dtype
+    assert got["s"] == 2.5

@@ -154,9 +154,7 @@ class TorchZipUnpickler(RestrictedUnpickler):
             )
             need = numel * itemsize
             self._spend(need, f"storage '{key}' ({need:,} bytes)")
-            raw = zip_member_bytes(
-                self._zf, f"{self._prefix}/data/{key}", "", max_weights_bytes()
-            )
+            raw = zip_member_bytes(self._zf, f"{self._prefix}/data/{key}", "", max_weights_bytes())
             if len(raw) != need:
                 raise WeightsError(
                     f"storage '{key}' holds {len(raw):,} bytes, its {numel:,} "

@@ -452,8 +452,8 @@ class _BoundedReader:
         return got or 0
 
     def readline(self) -> bytes:
-        # Protocol 0/1 lines are short; a 64 KiB line is not a weights pickle.
-        line = self._f.readline(min(65536, self.left))
+        # Protocol 0 stores array data as one text line: bounded by the file, not less.
+        line = self._f.readline(self.left)
         self.left -= len(line)
         return line
 
@@ -480,6 +480,12 @@ class RestrictedUnpickler(pickle._Unpickler):
         self._reader = _BoundedReader(file, size)
         super().__init__(self._reader, encoding=encoding)
         self._size = size
+        # Copies made by the stand-ins (items of list/tuple arguments, characters of
+        # str/bytes arguments) and bytes turned into arrays are budgeted against the file
+        # size: one BINGET of a big list or string fed to tuple()/_codecs.encode() again
+        # and again, or many arrays sharing one raw buffer, would otherwise multiply it.
+        self._work_left = size + MAX_OPCODES
+        self._array_bytes_left = size
         self._callables = {id(v) for v in ALLOWED_GLOBALS.values() if callable(v)}
         self._callables |= {id(v) for v in self.extra_globals.values() if callable(v)}
 
@@ -532,13 +538,28 @@ class RestrictedUnpickler(pickle._Unpickler):
         func = self.stack[-1]
         if id(func) not in self._callables or type(args) is not tuple:
             raise _refuse(f"a call of {_short(func)}")
-        self.stack[-1] = func(*args)
+        self._work_left -= 1 + sum(
+            len(a) for a in args if type(a) in (list, tuple, str, bytes, bytearray)
+        )
+        if self._work_left < 0:
+            raise _refuse("a pickle whose calls copy more data than the file holds")
+        out = func(*args)
+        if type(out) is ArraySpec:  # _frombuffer
+            self._spend_array(out)
+        self.stack[-1] = out
+
+    def _spend_array(self, spec: ArraySpec) -> None:
+        self._array_bytes_left -= len(spec.raw)
+        if self._array_bytes_left < 0:
+            raise _refuse("arrays holding more bytes than the file (shared data)")
 
     def _load_build(self) -> None:
         state = self.stack.pop()
         inst = self.stack[-1]
         if isinstance(inst, _Placeholder):
             inst._setstate(state)
+            if type(inst) is ArraySpec:
+                self._spend_array(inst)
         elif type(inst) in (dict, OrderedDict) and (
             state is None or (type(state) is dict and not state)
         ):
