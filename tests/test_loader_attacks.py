@@ -363,17 +363,24 @@ def test_big_endian_and_fortran_arrays_come_back_native(tmp_path):
 def test_opcode_budget(monkeypatch):
     """A dict filled by a long run of SETITEMs: pickle has no loops, so 10**7 keys need
     ~10**7 opcodes (>= 40 MB); the opcode budget refuses such a file after
-    MAX_OPCODES (4M, ~2 s of pure-Python unpickling). Shown here with a small budget."""
+    MAX_OPCODES (1M, ~3 s of pure-Python unpickling). Shown here with a small budget,
+    and the environment override."""
     monkeypatch.setattr(unpickler, "MAX_OPCODES", 10_000)
     items = b"".join(b"J" + struct.pack("<i", i) + b"Ns" for i in range(5000))
     with pytest.raises(UnsafeWeightsError, match="more than 10,000 opcodes"):
         restricted_loads(b"\x80\x04}" + items + b".", "big.pdparams")
+    monkeypatch.setenv("PPRESTORE_MAX_PICKLE_OPS", "20000")
+    assert len(restricted_loads(b"\x80\x04}" + items + b".", "big.pdparams")) == 5000
+    monkeypatch.delenv("PPRESTORE_MAX_PICKLE_OPS")
     small = b"".join(b"J" + struct.pack("<i", i) + b"Ns" for i in range(100))
     assert len(restricted_loads(b"\x80\x04}" + small + b".", "ok.pdparams")) == 100
 
 
-def test_deep_nesting_million_levels_is_a_clean_error():
+def test_deep_nesting_million_levels_is_a_clean_error(monkeypatch):
     blob = b"\x80\x04}(\x8c\x01w" + b"]" * 1_000_000 + b"a" * 999_999 + b"u."
+    with pytest.raises(UnsafeWeightsError, match="more than 1,000,000 opcodes"):
+        restricted_loads(blob, "deep.pdparams")
+    monkeypatch.setenv("PPRESTORE_MAX_PICKLE_OPS", "3000000")  # past the opcode cap
     t = time.perf_counter()
     with pytest.raises(WeightsError, match="nested too deeply"):
         restricted_loads(blob, "deep.pdparams")
@@ -624,3 +631,11 @@ def test_big_arrays_load_at_every_protocol(tmp_path, protocol):
         np.testing.assert_array_equal(got[k], sd[k])
         assert got[k].dtype == sd[k].dtype
     assert got["s"] == 2.5
+
+
+def test_zip_entry_count_is_checked_before_zipfile_parses_it(tmp_path, monkeypatch):
+    p = _torch_zip(tmp_path / "n.pth", "FloatStorage", 1, (1,), (1,), bytes(4))
+    assert torch_reader.read_torch_zip(p)["w"].shape == (1,)
+    monkeypatch.setattr(torch_reader, "MAX_ZIP_ENTRIES", 2)
+    with pytest.raises(WeightsError, match=r"lists 3 members \(limit 2\)"):
+        torch_reader.read_torch_zip(p)

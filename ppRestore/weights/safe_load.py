@@ -71,7 +71,9 @@ _SAFETENSORS_DTYPES = {
     "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
     "BF16": "<u2",  # widened to float32 below
 }  # fmt: skip
-_SAFETENSORS_MAX_HEADER = 100 << 20  # the safetensors library's own limit
+# The safetensors library allows 100 MB; JSON of tiny objects costs ~30x its size in
+# Python objects, and a real header needs ~150 bytes per tensor (16 MB: ~100k tensors).
+_SAFETENSORS_MAX_HEADER = 16 << 20
 
 
 def _safetensors_error(path: str, why: str) -> WeightsError:

@@ -22,6 +22,7 @@ an attacker controls:
 from __future__ import annotations
 
 import math
+import os
 import re
 import zipfile
 import zlib
@@ -40,6 +41,9 @@ from .unpickler import (
 
 #: Largest expansion accepted for a compressed zip member above 1 MiB.
 MAX_RATIO = 100
+#: Most members a checkpoint zip may list (one per storage; zipfile keeps a ~0.5 KB
+#: object per entry, so a crafted central directory of 46-byte entries would multiply).
+MAX_ZIP_ENTRIES = 100_000
 _SMALL_MEMBER = 1 << 20
 
 
@@ -72,6 +76,28 @@ STORAGES: Dict[str, TorchStorage] = {
         "BoolStorage": "bool",
     }.items()
 }
+
+
+def open_zip(path: str) -> zipfile.ZipFile:
+    """``ZipFile(path)`` after checking the file size and the number of entries the
+    end-of-central-directory record declares (before zipfile parses them all)."""
+
+    try:
+        check_file_size(path, os.stat(path).st_size)
+        with open(path, "rb") as f:
+            end = zipfile._EndRecData(f)  # noqa: SLF001 - the stdlib's own EOCD parser
+        if end is None:
+            raise zipfile.BadZipFile("File is not a zip file")
+        entries = end[zipfile._ECD_ENTRIES_TOTAL]  # noqa: SLF001
+        if entries > MAX_ZIP_ENTRIES:
+            raise WeightsError(
+                f"{path}: the zip lists {entries:,} members (limit {MAX_ZIP_ENTRIES:,})"
+            )
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        if isinstance(e, WeightsError):
+            raise
+        raise WeightsError(f"{path}: not a zip archive ({e})") from None
 
 
 def zip_member_bytes(zf: zipfile.ZipFile, name: str, path: str, limit: int) -> bytes:
@@ -230,16 +256,7 @@ def rebuild_parameter(data: Any = None, *_ignored: Any) -> np.ndarray:
 
 def read_torch_zip(path: str) -> Any:
     """Read a ``torch.save`` zip checkpoint into nested dicts of numpy arrays, torch-free."""
-    import os
-
-    try:
-        check_file_size(path, os.stat(path).st_size)
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        if isinstance(e, WeightsError):
-            raise
-        raise WeightsError(f"{path}: not a zip archive ({e})") from None
-    with zf:
+    with open_zip(path) as zf:
         names = zf.namelist()
         pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
@@ -274,11 +291,8 @@ def _bytes_of(zf: zipfile.ZipFile) -> Tuple[int, int]:
 def check_npz(path: str) -> None:
     """Refuse an ``.npz`` whose members declare more than the byte ceiling or expand like
     a zip bomb, before ``np.load`` inflates any of them."""
-    import os
-
-    check_file_size(path, os.stat(path).st_size)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_zip(path) as zf:
             total, _ = _bytes_of(zf)
             limit = max_weights_bytes()
             if total > limit:

@@ -97,8 +97,22 @@ class UnsafeWeightsError(WeightsError, pickle.UnpicklingError):
 
 #: Default ceiling for any weights file (bytes); ``PPRESTORE_MAX_WEIGHTS_BYTES`` overrides.
 DEFAULT_MAX_WEIGHTS_BYTES = 2 << 30
-#: Opcodes one pickle may run (a real state dict needs ~25 per tensor).
-MAX_OPCODES = 4_000_000
+#: Opcodes one pickle may run (a real state dict needs ~25-30 per tensor, so this is
+#: ~35k tensors). The pure-Python unpickler needs ~3 us and at worst ~250 bytes per
+#: opcode (a 1 MB run of EMPTY_SET), so the cap bounds a crafted file to ~3 s and
+#: ~250 MB. ``PPRESTORE_MAX_PICKLE_OPS`` raises it for an unusual but trusted file.
+MAX_OPCODES = 1_000_000
+
+
+def max_opcodes() -> int:
+    raw = os.environ.get("PPRESTORE_MAX_PICKLE_OPS", "").strip()
+    if not raw:
+        return MAX_OPCODES
+    if not raw.isdigit() or int(raw) <= 0:
+        raise WeightsError(f"PPRESTORE_MAX_PICKLE_OPS must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
 #: Items a container stand-in (tuple/set/frozenset/OrderedDict) accepts.
 MAX_CONTAINER_LEN = 1 << 20
 MAX_NDIM = 32
@@ -484,7 +498,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         # str/bytes arguments) and bytes turned into arrays are budgeted against the file
         # size: one BINGET of a big list or string fed to tuple()/_codecs.encode() again
         # and again, or many arrays sharing one raw buffer, would otherwise multiply it.
-        self._work_left = size + MAX_OPCODES
+        self._work_left = size + max_opcodes()
         self._array_bytes_left = size
         self._callables = {id(v) for v in ALLOWED_GLOBALS.values() if callable(v)}
         self._callables |= {id(v) for v in self.extra_globals.values() if callable(v)}
@@ -515,7 +529,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         self.append = self.stack.append
         self.proto = 0
         read, dispatch = self.read, self.dispatch
-        budget = MAX_OPCODES
+        budget = limit = max_opcodes()
         try:
             while budget:
                 budget -= 1
@@ -529,7 +543,8 @@ class RestrictedUnpickler(pickle._Unpickler):
         except pickle._Stop as stop:
             return stop.value
         raise UnsafeWeightsError(
-            f"refused a pickle of more than {MAX_OPCODES:,} opcodes (not a state dict)"
+            f"refused a pickle of more than {limit:,} opcodes (not a state dict; set "
+            "PPRESTORE_MAX_PICKLE_OPS to raise the limit for a trusted file)"
         )
 
     # -- opcodes that call code
