@@ -639,3 +639,16 @@ def test_zip_entry_count_is_checked_before_zipfile_parses_it(tmp_path, monkeypat
     monkeypatch.setattr(torch_reader, "MAX_ZIP_ENTRIES", 2)
     with pytest.raises(WeightsError, match=r"lists 3 members \(limit 2\)"):
         torch_reader.read_torch_zip(p)
+
+
+def test_bad_crc_npz_is_one_line(tmp_path):
+    from ppRestore.weights.convert import read_foreign_checkpoint
+
+    p = tmp_path / "w.npz"
+    np.savez(p, w=np.arange(6, dtype="<f4"))
+    blob = bytearray(p.read_bytes())
+    blob[blob.index(np.arange(6, dtype="<f4").tobytes()) + 5] ^= 0xFF
+    p.write_bytes(bytes(blob))
+    with pytest.raises(WeightsError, match="Bad CRC-32") as ei:
+        read_foreign_checkpoint(str(p))
+    assert str(ei.value).startswith(f"{p}: ") and "\n" not in str(ei.value)

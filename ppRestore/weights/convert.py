@@ -27,7 +27,7 @@ from .safe_load import (
     restricted_loads,
     save_weights,
 )
-from .torch_reader import check_npz
+from .torch_reader import read_npz
 from .unpickler import check_file_size
 
 # arch name -> (MODELS type, default constructor kwargs). The defaults are the ones the
@@ -142,9 +142,7 @@ def read_foreign_checkpoint(
     with open(path, "rb") as f:
         head = f.read(4)
     if path.endswith(".npz"):
-        check_npz(path)  # zip-bomb and size caps before np.load inflates anything
-        with np.load(path, allow_pickle=False) as z:
-            return unwrap_state_dict({k: z[k] for k in z.files}, key, path)
+        return unwrap_state_dict(read_npz(path), key, path)  # size, bomb and CRC checked
     if head[:2] == b"PK":
         if backend not in ("auto", "torch", "zip"):
             raise ValueError(f"backend must be auto, torch or zip, got {backend!r}")

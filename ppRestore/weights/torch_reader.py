@@ -312,3 +312,17 @@ def check_npz(path: str) -> None:
                     )
     except zipfile.BadZipFile as e:
         raise WeightsError(f"{path}: not a readable .npz ({e})") from None
+
+
+def read_npz(path: str) -> Dict[str, np.ndarray]:
+    """Read an ``.npz`` (no pickles) after :func:`check_npz`; a corrupt member (bad CRC,
+    truncated, not an array) is a one-line :class:`WeightsError`."""
+    check_npz(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        if isinstance(e, WeightsError):
+            raise
+        msg = " ".join(str(e).split())[:200]
+        raise WeightsError(f"{path}: not a readable .npz ({type(e).__name__}: {msg})") from None
