@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import pickle
 import tempfile
@@ -83,7 +82,7 @@ def _safetensors_error(path: str, why: str) -> WeightsError:
 def read_safetensors(path: str) -> Dict[str, np.ndarray]:
     """Read a ``.safetensors`` file with every offset checked against the file size.
 
-    The file is memory-mapped and each tensor copied out on its own, so nothing is read
+    Each tensor is read on its own (seek + readinto), so nothing is read
     that the header does not point at, tensors may not overlap (which would multiply the
     memory a small file costs) and the file must be under :func:`max_weights_bytes`.
     bfloat16 tensors (which numpy cannot hold) come back as float32, exactly (bf16 is the
@@ -132,17 +131,19 @@ def read_safetensors(path: str) -> Dict[str, np.ndarray]:
             if b[0] < a[1]:
                 raise _safetensors_error(path, f"tensors '{a[2]:.60}' and '{b[2]:.60}' overlap")
         out: Dict[str, np.ndarray] = {}
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if avail and plan else None
-        try:
-            for start, end, k, dt, shape in plan:
-                buf = mm[base + start : base + end] if mm is not None else b""
-                arr = np.frombuffer(buf, dtype=dt)
-                if header[k]["dtype"] == "BF16":
-                    arr = (arr.astype(np.uint32) << 16).view(np.float32)
-                out[k] = arr.astype(arr.dtype.newbyteorder("="), copy=True).reshape(shape)
-        finally:
-            if mm is not None:
-                mm.close()
+        # Each tensor is read on its own with seek + readinto (no mmap: a file truncated
+        # while mapped would kill the process with SIGBUS).
+        for start, end, k, dt, shape in plan:
+            buf = bytearray(end - start)
+            f.seek(base + start)
+            if f.readinto(buf) != len(buf):
+                raise _safetensors_error(path, f"tensor '{k:.80}': the file ended early")
+            arr = np.frombuffer(buf, dtype=dt)
+            if header[k]["dtype"] == "BF16":
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+            elif not arr.dtype.isnative:
+                arr = arr.astype(arr.dtype.newbyteorder("="))
+            out[k] = arr.reshape(shape)
     return out
 
 
