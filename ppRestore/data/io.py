@@ -17,12 +17,35 @@ import glob
 import io
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import List
 
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+# Largest image decoded, in pixels (env PPRESTORE_MAX_PIXELS overrides): above every
+# camera sold (Fujifilm GFX100: 102 MP) and below Pillow's own limits (a warning at 89 MP,
+# an error only at 179 MP). Restoring costs ~64 bytes per pixel outside the network even
+# when tiled (float copies of input and output), so 120 MP already needs ~8 GB.
+MAX_IMAGE_PIXELS = 120_000_000
+
+
+def max_image_pixels() -> int:
+    """The decode limit in pixels: ``PPRESTORE_MAX_PIXELS`` or :data:`MAX_IMAGE_PIXELS`."""
+    try:
+        return int(os.environ.get("PPRESTORE_MAX_PIXELS", MAX_IMAGE_PIXELS))
+    except ValueError:
+        return MAX_IMAGE_PIXELS
+
+
+def _too_large(path: str, w: int, h: int, limit: int) -> str:
+    return (
+        f"{path}: refused, image too large: {w}x{h} is {w * h / 1e6:.1f} MP, above the decode limit of "
+        f"{limit / 1e6:g} MP (set PPRESTORE_MAX_PIXELS to raise it)"
+    )
 
 
 class ImageReadError(ValueError):
@@ -145,15 +168,26 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
 
     if len(data) == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
+    limit = max_image_pixels()
     try:
-        pil = PILImage.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            # our own limit (below) replaces Pillow's DecompressionBombWarning
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            pil = PILImage.open(io.BytesIO(data))
         fmt, mode = pil.format, pil.mode
+        w, h = pil.size
+        if w * h > limit:  # before any decode, by Pillow or OpenCV
+            raise ImageReadError(_too_large(path, w, h, limit))
         is16 = _is_16bit(pil, data)
         pil.load()  # forces a full decode: truncated PNG/JPEG raise here
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (unrecognised format)") from None
-    except PILImage.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: refused, image too large ({e})") from None
+    except PILImage.DecompressionBombError:
+        raise ImageReadError(
+            f"{path}: refused, image too large: above the decode limit of {limit / 1e6:g} MP"
+        ) from None
     except MemoryError:
         raise ImageReadError(f"{path}: refused, image too large to decode in memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -106,7 +106,7 @@ def compare_image(inp: Image, out: Image) -> np.ndarray:
 def _reason(path: str, e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     if isinstance(e, MemoryError):
-        msg = "out of memory (try --tile 512 or --tile auto)"
+        msg = "out of memory (try a smaller --tile, e.g. --tile 256, or --max_memory)"
     # ImageReadError/ImageWriteError messages already start with the path.
     if msg.startswith(path):
         return msg
@@ -217,14 +217,8 @@ def _run_files(
             dst = job(f, check_dst, log)
             used[os.path.realpath(dst)] = f
             result.restored.append((f, dst))
-        except (
-            ImageReadError,
-            ImageWriteError,
-            ValueError,
-            RuntimeError,
-            MemoryError,
-            OSError,
-        ) as e:
+        except Exception as e:  # noqa: BLE001 - one bad image must not end the batch
+            # (MemoryError included; Ctrl-C still stops the run)
             msg = _reason(f, e)
             result.failed.append((f, msg))
             log(f"FAILED {msg.splitlines()[0] if msg else f}")

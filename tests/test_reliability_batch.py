@@ -1,0 +1,216 @@
+"""Issue 15 items 3 and 7: ordinary photos must not kill a batch, nor produce silent
+garbage. The CLI runs in a subprocess under an address-space rlimit, with a tiny model
+(``_ToyCNN``, ~450 bytes per input pixel) so a 16-megapixel PNG of zeros (~50 KB on
+disk) needs ~7 GB whole but fits in tiles."""
+
+from __future__ import annotations
+
+import os
+import resource
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import paddle
+import pytest
+import toy_models  # noqa: F401
+import yaml
+
+from ppRestore.data.io import ImageReadError, decode_image, read_image, write_image
+from ppRestore.inference.predictor import InferOptions, NonFiniteOutputError, Predictor
+from ppRestore.registry import MODELS
+from ppRestore.weights.safe_load import save_weights
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, "tests")
+CAP = 3 << 30  # address space of the CLI process (~1 GiB of it is Paddle itself)
+
+
+def _infer(cfg, weights, images, out, *extra, env=None, cap=CAP):
+    code = (
+        "import sys, runpy, toy_models; sys.argv = ['tools/infer.py'] + sys.argv[1:]; "
+        f"runpy.run_path({os.path.join(REPO, 'tools/infer.py')!r}, run_name='__main__')"
+    )
+    e = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, TESTS]), GLOG_minloglevel="3")
+    e.update(env or {})
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    args = ["-c", str(cfg), "--model_path", str(weights), "--image_path", str(images)]
+    return subprocess.run(
+        [sys.executable, "-c", code, *args, "--save_dir", str(out), "--quiet", *extra],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=REPO,
+        timeout=600,
+        preexec_fn=limit,
+    )
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose header claims ``w x h`` RGB (the pixel data is a few bytes)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rel")
+    paddle.seed(0)
+    save_weights(MODELS.get("_ToyCNN")().state_dict(), str(d / "w.pdparams"))
+    (d / "toy.yml").write_text(yaml.safe_dump({"model": {"type": "_ToyCNN"}, "task": "test"}))
+    imgs = d / "imgs"
+    rng = np.random.default_rng(0)
+    write_image(str(imgs / "a.png"), rng.integers(0, 256, (21, 30, 3), dtype=np.uint8))
+    write_image(str(imgs / "big.png"), np.zeros((4000, 4000, 3), np.uint8))  # 16 MP
+    write_image(str(imgs / "c.png"), rng.integers(0, 256, (17, 13, 3), dtype=np.uint8))
+    (imgs / "huge.png").write_bytes(_png_header_only(11_000, 11_000))  # 121 MP, 60 bytes
+    assert os.path.getsize(imgs / "big.png") < 200_000
+    return d
+
+
+def test_16mp_photo_is_tiled_by_default_under_a_memory_cap(folder, tmp_path):
+    """No --tile: the 16 MP image would need ~7 GB whole; it is tiled to fit the 3 GiB
+    cap, the 121 MP header is refused in one line and the small images are restored."""
+    r = _infer(folder / "toy.yml", folder / "w.pdparams", folder / "imgs", tmp_path / "out")
+    err = r.stderr
+    assert "Traceback" not in err, err[-3000:]
+    assert r.returncode == 1, err[-3000:]  # huge.png failed
+    failed = [ln for ln in err.splitlines() if ln.startswith("FAILED")]
+    assert len(failed) == 1 and "huge.png" in failed[0], err[-3000:]
+    assert "121.0 MP, above the decode limit of 120 MP" in failed[0]
+    assert "3 restored, 1 failed: huge.png" in err
+    big = read_image(str(tmp_path / "out" / "big.png"))
+    assert big.data.shape == (4000, 4000, 3)
+    for n in ("a.png", "c.png"):
+        assert os.path.isfile(tmp_path / "out" / n)
+
+
+def test_out_of_memory_fails_that_file_only(folder, tmp_path):
+    """Forcing the whole image (--tile off) under the cap: MemoryError is that file's
+    FAILED line; the rest of the folder is still processed."""
+    r = _infer(
+        folder / "toy.yml",
+        folder / "w.pdparams",
+        folder / "imgs",
+        tmp_path / "out",
+        "--tile",
+        "off",
+    )
+    err = r.stderr
+    assert "Traceback" not in err, err[-3000:]
+    failed = [ln for ln in err.splitlines() if ln.startswith("FAILED")]
+    assert any("big.png" in ln and "out of memory" in ln for ln in failed), err[-3000:]
+    assert "2 restored, 2 failed" in err
+    assert os.path.isfile(tmp_path / "out" / "a.png") and os.path.isfile(tmp_path / "out" / "c.png")
+    assert not os.path.exists(tmp_path / "out" / "big.png")
+
+
+# ------------------------------------------------------------ decode limit, in-process
+
+
+def test_decode_limit_is_checked_from_the_header(monkeypatch):
+    with pytest.raises(ImageReadError, match=r"above the decode limit of 120 MP") as ei:
+        decode_image(_png_header_only(11_000, 11_000), "huge.png")
+    assert str(ei.value).startswith("huge.png: refused") and "\n" not in str(ei.value)
+    # 25 MP is under the limit: the (fake) pixel data is then decoded and found short
+    with pytest.raises(ImageReadError, match="corrupt or truncated"):
+        decode_image(_png_header_only(5000, 5000), "ok.png")
+    monkeypatch.setenv("PPRESTORE_MAX_PIXELS", "1000000")
+    with pytest.raises(ImageReadError, match=r"25.0 MP, above the decode limit of 1 MP"):
+        decode_image(_png_header_only(5000, 5000), "ok.png")
+    img = np.zeros((10, 10, 3), np.uint16)  # the 16-bit (OpenCV) path passes the same check
+    monkeypatch.setenv("PPRESTORE_MAX_PIXELS", "99")
+    from ppRestore.data.io import encode_image
+
+    with pytest.raises(ImageReadError, match="above the decode limit"):
+        decode_image(encode_image(".png", img), "x16.png")
+
+
+# ------------------------------------------------------------ --tile / --max_memory
+
+
+@pytest.mark.parametrize("tile", [1, 15, -5, "-5", "1", 3.5])
+def test_tiny_or_negative_tile_is_refused(tile):
+    with pytest.raises(ValueError, match="tile must be at least 16 pixels"):
+        InferOptions.merge({"tile": tile})
+
+
+@pytest.mark.parametrize(
+    "tile,want",
+    [
+        (0, "off"),
+        ("off", "off"),
+        ("0", "off"),
+        ("auto", "auto"),
+        (16, 16),
+        ("512", 512),
+        (None, None),
+    ],
+)
+def test_tile_values_accepted(tile, want):
+    assert InferOptions.merge({"tile": tile}).tile == want
+
+
+def test_max_memory_must_be_positive():
+    with pytest.raises(ValueError, match="max_memory must be a positive"):
+        InferOptions.merge({"max_memory": -1.0})
+
+
+@pytest.mark.parametrize(
+    "flags,msg",
+    [
+        (["--tile", "1"], "error: tile must be at least 16 pixels"),
+        (["--tile", "-5"], "error: tile must be at least 16 pixels"),
+        (["--max_memory", "-1"], "error: --max_memory must be a positive number of GB, got -1"),
+        (["--max_memory", "0"], "error: --max_memory must be a positive number of GB, got 0"),
+    ],
+)
+def test_infer_cli_bad_tile_flags_are_one_line(folder, tmp_path, capsys, flags, msg):
+    import runpy
+
+    main = runpy.run_path(os.path.join(REPO, "tools/infer.py"))["main"]
+    args = ["-c", str(folder / "toy.yml"), "--model_path", str(folder / "w.pdparams")]
+    args += ["--image_path", str(folder / "imgs" / "a.png"), "--save_dir", str(tmp_path)]
+    assert main(args + flags) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(msg), err
+    assert not any("Traceback" in ln for ln in err)
+
+
+# ------------------------------------------------------------ non-finite outputs
+
+
+def test_weights_that_overflow_fail_the_file(folder, tmp_path):
+    """Finite weights (1e30) that overflow to Inf/NaN at run time: that file FAILS in one
+    line and nothing is written (it used to be a garbage image and exit 0)."""
+    from ppRestore.inference.batch import run_batch
+
+    m = MODELS.get("_ToyCNN")()
+    for p in m.parameters():
+        p.set_value(np.full(p.shape, 1e30, np.float32))
+    assert all(np.isfinite(p.numpy()).all() for p in m.parameters())
+    pred = Predictor.from_model(m)
+    with pytest.raises(NonFiniteOutputError, match="non-finite"):
+        pred.predict(np.full((8, 8, 3), 0.5, np.float32))
+    logs = []
+    res = run_batch(
+        pred.restore_image,
+        str(folder / "imgs" / "a.png"),
+        str(tmp_path),
+        progress=False,
+        log=logs.append,
+    )
+    assert res.exit_code == 1 and not res.restored
+    assert len(logs) == 1 and logs[0].startswith("FAILED") and "NaN/Inf" in logs[0]
+    assert not os.path.exists(tmp_path / "a.png")
