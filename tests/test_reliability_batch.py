@@ -214,3 +214,67 @@ def test_weights_that_overflow_fail_the_file(folder, tmp_path):
     assert res.exit_code == 1 and not res.restored
     assert len(logs) == 1 and logs[0].startswith("FAILED") and "NaN/Inf" in logs[0]
     assert not os.path.exists(tmp_path / "a.png")
+
+
+# ------------------------------------------------------------ output-name collisions
+
+
+def _files_bytes(d):
+    return {n: (d / n).read_bytes() for n in sorted(os.listdir(d))}
+
+
+@pytest.mark.parametrize("names", [("a.PNG", "a.png"), ("c.pgm", "c.png")])
+def test_overwrite_never_replaces_another_input(tmp_path, names):
+    """--overwrite in the input folder: ``a.PNG``'s result is ``a.png`` (and ``c.pgm``'s
+    is ``c.png``), another input; the run used to destroy it before reporting."""
+    from ppRestore.inference.batch import run_batch
+
+    rng = np.random.default_rng(1)
+    for n in names:
+        write_image(
+            str(tmp_path / ("tmp" + os.path.splitext(n)[1].lower())),
+            rng.integers(0, 256, (6, 7, 1), dtype=np.uint8),
+        )
+        os.replace(tmp_path / ("tmp" + os.path.splitext(n)[1].lower()), tmp_path / n)
+    before = _files_bytes(tmp_path)
+    calls = []
+    with pytest.raises(ValueError, match="output name clash, nothing written") as ei:
+        run_batch(
+            lambda im: calls.append(im) or im,
+            str(tmp_path),
+            str(tmp_path),
+            overwrite=True,
+            progress=False,
+        )
+    assert "would replace another input" in str(ei.value) and "\n" not in str(ei.value)
+    assert calls == [] and _files_bytes(tmp_path) == before
+
+
+def test_two_inputs_with_one_output_name_are_refused_up_front(tmp_path):
+    from ppRestore.inference.batch import run_batch
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_image(str(src / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    os.replace(src / "a.png", src / "a.PNG")
+    write_image(str(src / "a.png"), np.ones((4, 4, 3), np.uint8))
+    write_image(str(src / "b.png"), np.ones((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"a\.PNG and .*a\.png would both be saved as .*a\.png"):
+        run_batch(lambda im: im, str(src), str(out), progress=False)
+    assert not out.exists() or os.listdir(out) == []
+    # without the clash, --overwrite in place still works (each result replaces its own input)
+    os.remove(src / "a.PNG")
+    res = run_batch(lambda im: im, str(src), str(src), overwrite=True, progress=False)
+    assert res.exit_code == 0 and len(res.restored) == 2
+
+
+def test_collision_cli_is_one_line(folder, tmp_path, capsys):
+    import runpy
+
+    src = tmp_path / "in"
+    write_image(str(src / "c.png"), np.zeros((20, 20, 3), np.uint8))
+    write_image(str(src / "c.pgm"), np.zeros((20, 20, 1), np.uint8))
+    main = runpy.run_path(os.path.join(REPO, "tools/infer.py"))["main"]
+    args = ["-c", str(folder / "toy.yml"), "--model_path", str(folder / "w.pdparams")]
+    code = main(args + ["--image_path", str(src), "--save_dir", str(src), "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("error: output name clash, nothing written")
