@@ -278,3 +278,79 @@ def test_collision_cli_is_one_line(folder, tmp_path, capsys):
     code = main(args + ["--image_path", str(src), "--save_dir", str(src), "--overwrite"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("error: output name clash, nothing written")
+
+
+# ------------------------------------------------------------ 16-bit PPM, ICC profiles
+
+
+def _pnm(magic: bytes, arr: np.ndarray, maxval: int) -> bytes:
+    h, w = arr.shape[:2]
+    return magic + f"\n# made by a test\n{w} {h}\n{maxval}\n".encode() + arr.astype(">u2").tobytes()
+
+
+def test_16bit_colour_ppm_keeps_its_depth():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    img = decode_image(_pnm(b"P6", rgb, 65535), "c16.ppm")
+    assert img.data.dtype == np.uint16 and img.data.shape == (5, 7, 3)
+    np.testing.assert_array_equal(img.data, rgb)  # was reduced to 8 bits
+    grey = rng.integers(0, 65536, (4, 6), dtype=np.uint16)
+    g = decode_image(_pnm(b"P5", grey, 65535), "g16.pgm")
+    np.testing.assert_array_equal(g.data[..., 0], grey)
+    # 12-bit data (maxval 4095) is scaled to the full uint16 range the pipeline assumes
+    twelve = np.array([[[0, 4095, 2048]]], np.uint16)
+    t = decode_image(_pnm(b"P6", twelve, 4095), "c12.ppm")
+    np.testing.assert_array_equal(t.data, [[[0, 65535, round(2048 * 65535 / 4095)]]])
+    with pytest.raises(ImageReadError, match="truncated"):
+        decode_image(_pnm(b"P6", rgb, 65535)[:-10], "short.ppm")
+
+
+def _icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize(
+    "name,arr",
+    [
+        ("p.png", np.full((9, 8, 3), 100, np.uint8)),
+        ("p.jpg", np.full((9, 8, 3), 100, np.uint8)),
+        ("p16.png", np.full((9, 8, 3), 30000, np.uint16)),
+        ("g.png", np.full((9, 8), 100, np.uint8)),
+    ],
+)
+def test_icc_profile_travels_from_input_to_output(tmp_path, name, arr):
+    from PIL import Image as PILImage
+
+    from ppRestore.inference.batch import run_batch
+
+    icc = _icc()
+    src = tmp_path / "in"
+    src.mkdir()
+    if arr.dtype == np.uint16:  # Pillow cannot write 16-bit colour: add the chunk by hand
+        from ppRestore.data.io import _png_with_icc, encode_image
+
+        (src / name).write_bytes(_png_with_icc(encode_image(".png", arr), icc))
+    else:
+        PILImage.fromarray(arr).save(src / name, icc_profile=icc)
+    img = read_image(str(src / name))
+    assert img.icc_profile == icc
+    pred = Predictor.from_model(MODELS.get("_ToyIdentity")())
+    res = run_batch(pred.restore_image, str(src), str(tmp_path / "out"), progress=False)
+    assert res.exit_code == 0
+    out_path = tmp_path / "out" / name
+    with PILImage.open(out_path) as im:
+        assert im.info.get("icc_profile") == icc  # Pillow parses what we embedded
+    back = read_image(str(out_path))
+    assert back.icc_profile == icc and back.data.dtype == arr.dtype
+    assert back.data.shape[:2] == arr.shape[:2]
+
+
+def test_large_icc_profile_spans_several_jpeg_segments(tmp_path):
+    from PIL import Image as PILImage
+
+    icc = bytes(range(256)) * 600  # 153600 bytes: three APP2 segments
+    write_image(str(tmp_path / "x.jpg"), np.zeros((4, 4, 3), np.uint8), icc_profile=icc)
+    with PILImage.open(tmp_path / "x.jpg") as im:
+        assert im.info.get("icc_profile") == icc

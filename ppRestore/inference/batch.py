@@ -148,7 +148,8 @@ def run_batch(
             log(f"NOTE {f}: {img.frames} frames; only the first is restored")
         dst = check_dst(output_path(f, save_dir, img.data.dtype))
         out = restore_fn(img)
-        write_image(dst, out.data, out.alpha)
+        # the colour profile travels with the image (a restore_fn may drop it)
+        write_image(dst, out.data, out.alpha, out.icc_profile or img.icc_profile)
         if compare:
             stem = os.path.splitext(os.path.basename(f))[0]
             write_image(os.path.join(save_dir, stem + "_compare.png"), compare_image(img, out))

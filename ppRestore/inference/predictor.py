@@ -576,7 +576,7 @@ class Predictor:
         if alpha is not None and s > 1:
             a = _imresize(alpha.astype(np.float32) / maxv, s, output_shape=data.shape[:2])
             alpha = np.clip(np.rint(a * maxv), 0, maxv).astype(image.alpha.dtype)
-        return Image(data, alpha, image.path)
+        return Image(data, alpha, image.path, icc_profile=image.icc_profile)
 
     def restore(self, img: Union[str, os.PathLike, Image, np.ndarray]) -> Union[Image, np.ndarray]:
         """Restore a path, an :class:`Image` or an array.
