@@ -354,3 +354,8 @@ def test_large_icc_profile_spans_several_jpeg_segments(tmp_path):
     write_image(str(tmp_path / "x.jpg"), np.zeros((4, 4, 3), np.uint8), icc_profile=icc)
     with PILImage.open(tmp_path / "x.jpg") as im:
         assert im.info.get("icc_profile") == icc
+
+
+def test_negative_cpu_threads_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--cpu_threads must be at least 1"):
+        Predictor.from_exported(str(tmp_path), cpu_threads=-1)

@@ -325,6 +325,8 @@ class Predictor:
             backend: ``paddle`` (Paddle Inference) or ``onnx`` (ONNX Runtime).
             precision: ``fp32``, ``bf16`` (CPU oneDNN), ``fp16``/``int8`` (GPU TensorRT).
         """
+        if cpu_threads is not None and (isinstance(cpu_threads, bool) or int(cpu_threads) < 0):
+            raise ValueError(f"--cpu_threads must be at least 1 (0: all cores), got {cpu_threads}")
         info = load_deploy_yaml(path)
         model_dir = info["_dir"]
         if backend == "onnx":
