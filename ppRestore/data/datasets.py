@@ -397,19 +397,16 @@ def build_dataloader(
     return _WorkerLoader(loader), sampler
 
 
-def _exit_now(signum: int, frame: Any) -> None:
-    raise SystemExit(1)  # unwinds through Paddle's worker loop: its finally frees shared memory
-
-
 def exit_with_parent(worker_id: int = 0) -> None:
     """Make this DataLoader worker exit when its parent (the trainer) dies.
 
     A ``kill -9`` of the trainer used to leave each worker (~200 MB) and its ``/dev/shm``
-    segments alive for minutes. Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` through
-    ctypes makes the kernel signal the worker the moment the parent exits; SIGTERM raises
-    SystemExit so Paddle's clean-up of its shared-memory files runs. Everywhere: a daemon
+    segments alive for minutes. Linux: ``prctl(PR_SET_PDEATHSIG, SIGUSR1)`` through
+    ctypes makes the kernel signal the worker the moment the parent exits; the handler
+    raises SystemExit so Paddle's clean-up of its shared-memory files runs. Everywhere: a daemon
     thread checks every second that the parent is still the same process and, if not,
     signals itself, then forces the exit 3 s later if the worker is stuck in C code.
+    SIGTERM is left to Paddle, which stops its workers with it.
     """
     import multiprocessing
     import signal
@@ -418,22 +415,29 @@ def exit_with_parent(worker_id: int = 0) -> None:
 
     proc = multiprocessing.parent_process()  # the trainer, even if it is already gone
     parent = proc.pid if proc is not None and proc.pid else os.getppid()
-    signal.signal(signal.SIGTERM, _exit_now)
+
+    def orphaned(signum: int, frame: Any) -> None:
+        # unwind through Paddle's worker loop, whose finally frees its shared memory
+        raise SystemExit(0)
+
+    # SIGUSR1, not SIGTERM: Paddle installs its own SIGTERM handling in workers and
+    # stops them with it; that must stay as it is.
+    signal.signal(signal.SIGUSR1, orphaned)
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        libc.prctl(1, int(signal.SIGUSR1), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # not Linux: the watchdog below does it
     if os.getppid() != parent:  # the parent died before prctl took effect
         # (its children are re-parented to init or a subreaper)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR1)
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGUSR1)
         time.sleep(3.0)
         os._exit(1)
 
