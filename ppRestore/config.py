@@ -108,6 +108,46 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Most values a config may expand to, counting each use of a YAML alias again (a shipped
+# config has a few hundred). Anchors and aliases are fine; a "billion laughs" (aliases of
+# aliases, 9^8 values from 9 short lines) is refused in one line before any merge walks it.
+MAX_CONFIG_NODES = 100_000
+
+
+def _check_expansion(node: Any, where: str) -> None:
+    """Refuse a recursive alias (``a: &a [*a]``) or a tree that would expand to more than
+    :data:`MAX_CONFIG_NODES` values; linear in the number of *distinct* nodes (memoised
+    by identity), so the check itself cannot be bombed."""
+    sizes: Dict[int, int] = {}
+    active: set = set()
+
+    def size(n: Any) -> int:
+        if not isinstance(n, (dict, list)):
+            return 1
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{where}: a YAML alias refers to itself (recursive anchor)")
+        active.add(key)
+        total = 1
+        for v in n.values() if isinstance(n, dict) else n:
+            total += size(v)
+            if total > MAX_CONFIG_NODES:
+                raise ConfigError(
+                    f"{where}: expands to more than {MAX_CONFIG_NODES} values through YAML "
+                    "aliases (an alias bomb?); refusing to load it"
+                )
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        size(node)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply") from None
+
+
 def _merge(base: Dict[str, Any], child: Dict[str, Any]) -> Dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in child.items():
@@ -146,6 +186,7 @@ def _read_yaml(path: str) -> Dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    _check_expansion(data, path)
     return data
 
 
@@ -207,6 +248,7 @@ def parse_override(item: str) -> tuple:
         value = _yaml_load(raw) if raw.strip() else ""
     except Exception:  # noqa: BLE001 - not YAML: keep it as a plain string (a path, ...)
         value = raw
+    _check_expansion(value, f"override {key!r}")
     return key.split("."), value
 
 

@@ -166,10 +166,72 @@ def test_alias_bomb_in_an_error_is_fast_and_short(tmp_path):
         lines.append(f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
     p = _write(tmp_path, "bomb.yml", "\n".join(lines) + "\n")
     t0 = time.time()
-    with pytest.raises(ConfigError, match="'iters' must be an integer, got list") as ei:
+    # refused as a bomb before validation (it was "'iters' must be an integer, got list")
+    with pytest.raises(ConfigError, match="alias bomb") as ei:
         load_config(p)
     assert time.time() - t0 < 5
     assert len(str(ei.value)) < 1000
+
+
+def _dict_bomb(indent: str) -> str:
+    """9 lines that expand to 9**8 mappings: merging two of them walked every path."""
+    lines = ["a0: &a0 {x: 1}"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(9)) + "}")
+    return "".join(indent + ln + "\n" for ln in lines)
+
+
+@pytest.mark.parametrize("where", ["base", "child", "both"])
+def test_alias_bomb_in_base_and_child_is_refused_fast(tmp_path, where):
+    bomb = _dict_bomb("    ")
+    tame = "    a0: {x: 1}\n"
+    _write(
+        tmp_path, "base.yml", "model:\n  type: X\n  lol:\n" + (tame if where == "child" else bomb)
+    )
+    p = _write(
+        tmp_path,
+        "child.yml",
+        "_base_: base.yml\nmodel:\n  lol:\n" + (tame if where == "base" else bomb),
+    )
+    t0 = time.time()
+    with pytest.raises(ConfigError, match=r"expands to more than 100000 values") as ei:
+        load_config(p)
+    assert time.time() - t0 < 5  # the merge of two bombs used to run for hours
+    assert "\n" not in str(ei.value)
+    assert ("base.yml" if where == "base" else "child.yml") in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model: &m\n  type: X\n  self: *m\n",
+        "iters: &l [1, *l]\n",
+    ],
+)
+def test_recursive_alias_is_one_line(tmp_path, text):
+    # a recursive anchor in both the base and the child recursed in the merge
+    _write(tmp_path, "base.yml", text)
+    p = _write(tmp_path, "child.yml", "_base_: base.yml\n" + text)
+    with pytest.raises(ConfigError, match="refers to itself") as ei:
+        load_config(p)
+    assert "\n" not in str(ei.value)
+
+
+def test_alias_bomb_in_an_override_is_refused(tmp_path, base):
+    bomb = "[" + ",".join(["x"] * 10) + "]"
+    with pytest.raises(ConfigError, match="refers to itself"):
+        load_config(base, ["model.x=&a [*a]"])
+    assert load_config(base, [f"model.x={bomb}"])["model"]["x"] == ["x"] * 10
+
+
+def test_shared_anchors_below_the_limit_still_load(tmp_path):
+    p = _write(
+        tmp_path,
+        "ok.yml",
+        "model: &m {type: X, depth: 3}\ntrain_dataset: {type: Y, aug: *m}\n",
+    )
+    cfg = load_config(p)
+    assert cfg["train_dataset"]["aug"] == {"type": "X", "depth": 3}
 
 
 # ---------------------------------------------------------------- overrides

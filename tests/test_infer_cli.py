@@ -102,7 +102,7 @@ def test_infer_folder_with_a_broken_file(setup, tmp_path):
         "--save_dir",
         str(tmp_path / "out"),
         "--tile",
-        "8",
+        "16",  # the smallest tile accepted; still tiles a 21 x 30 image
         "--tile_overlap",
         "4",
     )

@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 
 import numpy as np
@@ -131,6 +132,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/garbled.pdparams":
             self.close_connection = True
             self._send(200, BODY, [("Content-Length", "lots"), ("Connection", "close")])
+        elif path == "/slow.pdparams":  # one byte every 0.3 s: never hits a per-read timeout
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"s")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:  # the client gave up
+                pass
         elif path == "/to_http.pdparams":
             self._send(302, headers=[("Location", f"http://127.0.0.1:{port}/a/model.pdparams")])
         elif path == "/to_https.pdparams":
@@ -250,6 +263,21 @@ def test_interrupted_download_leaves_no_file(client):
     with pytest.raises(WeightsError, match="incomplete|broke off") as ei:
         download(f"{base}/short.pdparams", dst_dir=cache, context=ctx)
     assert "\n" not in str(ei.value)
+    assert _files(cache) == []
+
+
+def test_slow_server_hits_the_overall_deadline(client, monkeypatch):
+    base, ctx, cache = client
+    t0 = time.monotonic()
+    with pytest.raises(WeightsError, match=r"not finished after 1\.5 s") as ei:
+        download(f"{base}/slow.pdparams", dst_dir=cache, context=ctx, deadline=1.5)
+    assert time.monotonic() - t0 < 6  # the per-read timeout (30 s) never fired
+    assert "\n" not in str(ei.value)
+    assert _files(cache) == []  # the temporary file is gone
+    # the environment variable sets the default deadline
+    monkeypatch.setenv("PPRESTORE_DOWNLOAD_DEADLINE", "1")
+    with pytest.raises(WeightsError, match=r"not finished after 1 s"):
+        download(f"{base}/slow.pdparams", dst_dir=cache, context=ctx)
     assert _files(cache) == []
 
 

@@ -54,6 +54,7 @@ def main(argv=None) -> int:
         return 2
 
     from ppRestore.engine.checkpoint import CheckpointError
+    from ppRestore.engine.lock import SaveDirBusyError
     from ppRestore.engine.trainer import NonFiniteLossError, Trainer
     from ppRestore.weights.safe_load import WeightsError
 
@@ -87,6 +88,7 @@ def main(argv=None) -> int:
         FileNotFoundError,
         CheckpointError,
         WeightsError,
+        SaveDirBusyError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

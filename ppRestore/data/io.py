@@ -17,12 +17,35 @@ import glob
 import io
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import List
 
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+# Largest image decoded, in pixels (env PPRESTORE_MAX_PIXELS overrides): above every
+# camera sold (Fujifilm GFX100: 102 MP) and below Pillow's own limits (a warning at 89 MP,
+# an error only at 179 MP). Restoring costs ~64 bytes per pixel outside the network even
+# when tiled (float copies of input and output), so 120 MP already needs ~8 GB.
+MAX_IMAGE_PIXELS = 120_000_000
+
+
+def max_image_pixels() -> int:
+    """The decode limit in pixels: ``PPRESTORE_MAX_PIXELS`` or :data:`MAX_IMAGE_PIXELS`."""
+    try:
+        return int(os.environ.get("PPRESTORE_MAX_PIXELS", MAX_IMAGE_PIXELS))
+    except ValueError:
+        return MAX_IMAGE_PIXELS
+
+
+def _too_large(path: str, w: int, h: int, limit: int) -> str:
+    return (
+        f"{path}: refused, image too large: {w}x{h} is {w * h / 1e6:.1f} MP, above the decode limit of "
+        f"{limit / 1e6:g} MP (set PPRESTORE_MAX_PIXELS to raise it)"
+    )
 
 
 class ImageReadError(ValueError):
@@ -44,12 +67,16 @@ class Image:
         path: where it came from (for messages).
         frames: frames in the file (animated GIF/WebP/APNG, multi-page TIFF); ``data``
             is the first one, and the batch CLIs say so when there are more.
+        icc_profile: the embedded ICC colour profile (bytes) or None; restoring keeps
+            the colours' meaning, so results carry it (PNG and JPEG outputs), otherwise
+            a Display-P3 or Adobe RGB photo would be shown as sRGB.
     """
 
     data: np.ndarray
     alpha: np.ndarray | None = None
     path: str = ""
     frames: int = 1
+    icc_profile: bytes | None = None
 
     @property
     def max_value(self) -> int:
@@ -133,6 +160,52 @@ def _decode_16bit_colour(data: bytes, pil_mode: str) -> np.ndarray | None:
     return dec
 
 
+def _pnm_header(data: bytes) -> tuple | None:
+    """``(magic, width, height, maxval, raster_offset)`` of a binary PGM/PPM (P5/P6),
+    else None (netpbm spec: whitespace-separated fields, ``#`` comments, one whitespace
+    byte before the raster)."""
+    if data[:2] not in (b"P5", b"P6"):
+        return None
+    fields, i, n = [], 2, len(data)
+    while len(fields) < 3:
+        while i < n and data[i : i + 1].isspace():
+            i += 1
+        if i < n and data[i : i + 1] == b"#":
+            while i < n and data[i : i + 1] not in (b"\n", b"\r"):
+                i += 1
+            continue
+        j = i
+        while j < n and data[j : j + 1].isdigit():
+            j += 1
+        if j == i:
+            return None
+        fields.append(int(data[i:j]))
+        i = j
+    if i >= n or not data[i : i + 1].isspace():
+        return None
+    return data[:2].decode(), fields[0], fields[1], fields[2], i + 1
+
+
+def _decode_pnm16(data: bytes, path: str) -> np.ndarray | None:
+    """A 16-bit binary PGM/PPM (maxval 256..65535) at full depth, scaled to 0..65535;
+    None for other files. Pillow reduces 16-bit colour PPM to 8 bits."""
+    hdr = _pnm_header(data)
+    if hdr is None or not 255 < hdr[3] <= 65535:
+        return None
+    magic, w, h, maxval, off = hdr
+    c = 3 if magic == "P6" else 1
+    need = w * h * c * 2
+    if len(data) - off < need:
+        raise ImageReadError(
+            f"{path}: corrupt or truncated image ({len(data) - off} of {need} raster bytes)"
+        )
+    arr = np.frombuffer(data, ">u2", count=w * h * c, offset=off).reshape(h, w, c)
+    if maxval != 65535:  # e.g. 10/12-bit data: the pipeline reads uint16 as x / 65535
+        arr = np.rint(np.minimum(arr, maxval) * (65535.0 / maxval))
+    arr = arr.astype(np.uint16)
+    return arr[..., 0] if c == 1 else arr
+
+
 def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     """Decode image bytes; see the module docstring for what is handled.
 
@@ -145,15 +218,26 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
 
     if len(data) == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
+    limit = max_image_pixels()
     try:
-        pil = PILImage.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            # our own limit (below) replaces Pillow's DecompressionBombWarning
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            pil = PILImage.open(io.BytesIO(data))
         fmt, mode = pil.format, pil.mode
+        w, h = pil.size
+        if w * h > limit:  # before any decode, by Pillow or OpenCV
+            raise ImageReadError(_too_large(path, w, h, limit))
         is16 = _is_16bit(pil, data)
         pil.load()  # forces a full decode: truncated PNG/JPEG raise here
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file (unrecognised format)") from None
-    except PILImage.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: refused, image too large ({e})") from None
+    except PILImage.DecompressionBombError:
+        raise ImageReadError(
+            f"{path}: refused, image too large: above the decode limit of {limit / 1e6:g} MP"
+        ) from None
     except MemoryError:
         raise ImageReadError(f"{path}: refused, image too large to decode in memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -168,7 +252,9 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     except Exception:  # noqa: BLE001
         frames = 1
     try:
-        arr = _decode_16bit_colour(data, mode) if is16 and not mode.startswith("I") else None
+        arr = _decode_pnm16(data, path) if fmt == "PPM" else None
+        if arr is None and is16 and not mode.startswith("I"):
+            arr = _decode_16bit_colour(data, mode)
         if arr is None:
             arr = _pil_to_array(pil, path)
     except ImageReadError:
@@ -181,11 +267,13 @@ def decode_image(data: bytes, path: str = "<bytes>") -> Image:
     rgb, alpha = _split_alpha(arr)
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
+    icc = pil.info.get("icc_profile")
     return Image(
         np.ascontiguousarray(rgb),
         None if alpha is None else np.ascontiguousarray(alpha),
         path,
         frames,
+        icc if isinstance(icc, bytes) and icc else None,
     )
 
 
@@ -352,6 +440,50 @@ def encode_image(ext: str, data: np.ndarray, alpha: np.ndarray | None = None) ->
     return buf.tobytes()
 
 
+def _png_with_icc(png: bytes, icc: bytes) -> bytes:
+    """Insert an ``iCCP`` chunk (PNG spec 11.3.3.3: name, 0, method 0, zlib data) right
+    after IHDR, where the spec wants it (before PLTE and IDAT)."""
+    import struct
+    import zlib
+
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        return png
+    end = 8 + 8 + struct.unpack(">I", png[8:12])[0] + 4  # length, type, data, CRC
+    body = b"ICC Profile\0\0" + zlib.compress(icc, 9)
+    chunk = (
+        struct.pack(">I", len(body))
+        + b"iCCP"
+        + body
+        + struct.pack(">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
+    )
+    return png[:end] + chunk + png[end:]
+
+
+def _jpeg_with_icc(jpg: bytes, icc: bytes) -> bytes:
+    """Insert ICC ``APP2`` segments (ICC.1 spec, annex B: ``ICC_PROFILE\\0``, sequence
+    number, count, at most 65519 bytes each) after SOI and the JFIF APP0 segment."""
+    import struct
+
+    if jpg[:2] != b"\xff\xd8":
+        return jpg
+    pos = 2
+    if jpg[2:4] == b"\xff\xe0":  # JFIF APP0 comes first
+        pos = 4 + struct.unpack(">H", jpg[4:6])[0]
+    size = 65519
+    parts = [icc[i : i + size] for i in range(0, len(icc), size)]
+    if not parts or len(parts) > 255:
+        return jpg
+    segs = b"".join(
+        b"\xff\xe2"
+        + struct.pack(">H", 2 + 14 + len(p))
+        + b"ICC_PROFILE\0"
+        + bytes([i + 1, len(parts)])
+        + p
+        for i, p in enumerate(parts)
+    )
+    return jpg[:pos] + segs + jpg[pos:]
+
+
 def _chmod_default(path: str) -> None:
     # mkstemp creates 0600 files; give outputs the permissions a plain open() would.
     umask = os.umask(0)
@@ -359,8 +491,16 @@ def _chmod_default(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def write_image(path: str, data: np.ndarray, alpha: np.ndarray | None = None) -> str:
+def write_image(
+    path: str,
+    data: np.ndarray,
+    alpha: np.ndarray | None = None,
+    icc_profile: bytes | None = None,
+) -> str:
     """Atomically write ``data`` (+ optional alpha) to ``path``; returns the path.
+
+    ``icc_profile`` (an input's :attr:`Image.icc_profile`) is embedded in PNG and JPEG
+    outputs; other formats are written without it.
 
     The bytes go to a temporary file in the target folder that is renamed over ``path``
     only when complete, so an interrupted run never leaves a half-written image (and
@@ -372,6 +512,11 @@ def write_image(path: str, data: np.ndarray, alpha: np.ndarray | None = None) ->
         blob = encode_image(ext, data, alpha)
     except ImageWriteError as e:
         raise ImageWriteError(f"{path}: {e}") from None
+    if icc_profile:
+        if ext.lower() == ".png":
+            blob = _png_with_icc(blob, icc_profile)
+        elif ext.lower() in (".jpg", ".jpeg"):
+            blob = _jpeg_with_icc(blob, icc_profile)
     d = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ImageWriteError(f"{path}: is a folder")

@@ -37,6 +37,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or does not fit the run."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. ENOSPC); the message names the path.
+    The previous complete checkpoints are untouched (the save is atomic)."""
+
+
+# train_state.json keys resume() needs
+_STATE_KEYS = ("iteration", "epoch", "batch_in_epoch", "lr_scheduler", "rng")
+
+
 def _fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -230,6 +239,15 @@ def save_checkpoint(
         _fsync_dir(save_dir)
         if old:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = getattr(e, "filename", None) or tmp
+        err = CheckpointWriteError(
+            f"cannot write checkpoint {final} ({e.strerror or e} at {where}); the earlier "
+            "checkpoints are intact"
+        )
+        err.errno = e.errno  # one-line message, errno kept for callers
+        raise err from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -254,6 +272,29 @@ def list_checkpoints(save_dir: str) -> List[tuple]:
         if m and is_complete(os.path.join(save_dir, d)):
             out.append((int(m.group(1)), os.path.join(save_dir, d)))
     return sorted(out)
+
+
+def non_finite_params(state: Dict[str, Any]) -> str | None:
+    """``"N of M tensors, first: NAME"`` when any weight is NaN/Inf, else None."""
+    bad = []
+    for k, v in state.items():
+        a = v.numpy() if hasattr(v, "numpy") and not isinstance(v, np.ndarray) else v
+        a = np.asarray(a)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            bad.append(k)
+    return f"{len(bad)} of {len(state)} tensors are NaN/Inf, first: {bad[0]}" if bad else None
+
+
+def find_latest_good(save_dir: str) -> str | None:
+    """Newest complete checkpoint whose weights are all finite (older versions could
+    save NaN weights), or None."""
+    for _, path in reversed(list_checkpoints(save_dir)):
+        try:
+            if non_finite_params(load_weights(os.path.join(path, "model.pdparams"))) is None:
+                return path
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint is not a good one
+            continue
+    return None
 
 
 def find_latest(save_dir: str) -> str | None:
@@ -287,8 +328,27 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise CheckpointError(
             f"{path} is incomplete (no {MARKER} marker): the save was interrupted"
         )
-    with open(os.path.join(path, "train_state.json"), encoding="utf-8") as f:
-        train_state = json.load(f)
+    state_file = os.path.join(path, "train_state.json")
+    try:
+        with open(state_file, encoding="utf-8") as f:
+            train_state = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(
+            f"{state_file}: corrupt or partial ({' '.join(str(e).split())}); resume from an "
+            "earlier iter_N folder"
+        ) from None
+    except OSError as e:
+        raise CheckpointError(f"{state_file}: cannot read ({e.strerror or e})") from None
+    missing = (
+        [k for k in _STATE_KEYS if k not in train_state]
+        if isinstance(train_state, dict)
+        else list(_STATE_KEYS)
+    )
+    if missing:
+        raise CheckpointError(
+            f"{state_file}: corrupt or partial (missing {', '.join(missing)}); resume from "
+            "an earlier iter_N folder"
+        )
     out: Dict[str, Any] = {
         "model": load_weights(os.path.join(path, "model.pdparams")),
         "train_state": train_state,

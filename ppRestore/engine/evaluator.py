@@ -24,7 +24,11 @@ def _predictor(
 ):
     from ..inference.predictor import Predictor
 
-    over = {"pad_multiple": int(pad_multiple)} if pad_multiple else {}
+    over: Dict[str, Any] = {"pad_multiple": int(pad_multiple)} if pad_multiple else {}
+    if (infer_cfg or {}).get("tile") is None:
+        # scores must not depend on the host's free memory: whole images unless the
+        # config asks for tiles (inference tiles automatically when an image won't fit)
+        over["tile"] = "off"
     return Predictor.from_model(model, infer_cfg=infer_cfg, **over)
 
 

@@ -36,6 +36,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN/Inf; the message names the iteration and the last checkpoint."""
 
 
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The weights became NaN/Inf (e.g. a huge learning rate): nothing is saved."""
+
+
 @dataclass
 class TrainOptions:
     """Trainer options (the ``train:`` config section plus ``iters``/``batch_size``)."""
@@ -60,6 +64,29 @@ class TrainOptions:
     resume_model: str | None = None
     device: str | None = None
     extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """One-line ValueErrors for values that used to crash later (``save_interval 0``:
+        ZeroDivisionError) or misbehave (``num_workers -1``)."""
+        flags = {"iters", "batch_size", "save_interval", "log_iters", "num_workers"}
+        for k, lo in (
+            ("iters", 1),
+            ("batch_size", 1),
+            ("save_interval", 1),
+            ("log_iters", 1),
+            ("eval_interval", 1),
+            ("accum_steps", 1),
+            ("num_workers", 0),
+            ("keep_checkpoint_max", None),
+        ):
+            v = getattr(self, k)
+            if v is None and k == "eval_interval":
+                continue
+            where = f"--{k}" if k in flags else f"train.{k}"
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{where} must be an integer, got {v!r}")
+            if lo is not None and v < lo:
+                raise ValueError(f"{where} must be at least {lo}, got {v}")
 
 
 def set_seed(seed: int) -> None:
@@ -139,6 +166,19 @@ class Trainer:
 
             self.ema = ModelEMA(self.model, options.ema_decay)
         self.vdl = VDLWriter(options.save_dir, options.use_vdl and dist.is_main())
+        self._lock = None
+
+    def _acquire_lock(self) -> None:
+        """One training per save_dir (rank 0; see :mod:`.lock`), held while train() runs."""
+        if self._lock is None and dist.is_main():
+            from .lock import SaveDirLock
+
+            self._lock = SaveDirLock(self.opts.save_dir).acquire()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -171,8 +211,13 @@ class Trainer:
         optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)
         if dist.is_main():
             from ..config import save_config
+            from .lock import SaveDirLock
 
-            save_config(cfg, os.path.join(opts.save_dir, "config.yaml"))
+            # a running training's config.yaml must not be replaced; the lock is held
+            # only while writing it here (a notebook may build several trainers) and
+            # for the whole of train()
+            with SaveDirLock(opts.save_dir):
+                save_config(cfg, os.path.join(opts.save_dir, "config.yaml"))
         return cls(model, build_loss(cfg.get("loss")), optimizer, sched, train_ds, opts, evaluator)
 
     def _setup_precision(self) -> Dict[str, Any] | None:
@@ -279,7 +324,7 @@ class Trainer:
             total, terms = self._forward_loss(lq, gt)
             val = float(total)
             if not math.isfinite(val):
-                last = ckpt.find_latest(self.opts.save_dir)
+                last = ckpt.find_latest_good(self.opts.save_dir)
                 raise NonFiniteLossError(
                     f"loss is {val} at iteration {self.iter + 1} (terms: "
                     + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
@@ -314,16 +359,35 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "seed": self.opts.seed,
             "world_size": self.world,
+            # compared on resume (a changed value is allowed, but said)
+            "batch_size": self.opts.batch_size,
+            "accum_steps": self.opts.accum_steps,
+            "iters": self.opts.iters,
             "lr_scheduler": {k: v for k, v in self.lr_scheduler.state_dict().items()},
             "rng": ckpt.get_rng_states(),
             "best": self.best,
             "ema_updates": self.ema.updates if self.ema else 0,
         }
 
+    def _check_finite_weights(self) -> None:
+        """Refuse to save NaN/Inf weights (a learning rate of 1e39 makes them after one
+        step, before any loss is NaN): such a checkpoint is never written, so it can
+        never be called the last good one."""
+        bad = ckpt.non_finite_params(self.model.state_dict())
+        if self.ema is not None and not bad:
+            bad = ckpt.non_finite_params(self.ema.state_dict())
+        if bad:
+            last = ckpt.find_latest_good(self.opts.save_dir)
+            raise NonFiniteWeightsError(
+                f"weights are not finite at iteration {self.iter} ({bad}; learning rate too "
+                f"high?); not saved. Last good checkpoint: {last or 'none'}"
+            )
+
     def save(self, name: str | None = None) -> str | None:
         """Write a checkpoint (rank 0 only) and prune old ones."""
         if not dist.is_main():
             return None
+        self._check_finite_weights()
         path = ckpt.save_checkpoint(
             self.opts.save_dir,
             self.iter,
@@ -347,6 +411,12 @@ class Trainer:
             self.log.warning(
                 f"{path} was written with world_size {st.get('world_size')}, now {self.world}: the data order will differ"
             )
+        for k in ("batch_size", "accum_steps", "iters"):
+            if k in st and st[k] != getattr(self.opts, k):
+                self.log.warning(
+                    f"{path} was trained with {k} {st[k]}, now {getattr(self.opts, k)}: "
+                    "the run will not match an uninterrupted one"
+                )
         load_state_dict(self.model, data["model"], source=path)
         if data["optimizer"] is None:
             raise ckpt.CheckpointError(f"{path} has no model.pdopt: cannot resume training from it")
@@ -422,6 +492,13 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def train(self) -> Dict[str, Any]:
         """Run to ``iters``. Returns ``{"iteration", "stopped_by_signal", "best", "checkpoint"}``."""
+        self._acquire_lock()  # before touching save_dir (clean_stale removes temp folders)
+        try:
+            return self._train()
+        finally:
+            self._release_lock()
+
+    def _train(self) -> Dict[str, Any]:
         o = self.opts
         if dist.is_main():
             ckpt.clean_stale(o.save_dir)

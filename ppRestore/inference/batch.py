@@ -43,6 +43,7 @@ __all__ = [
     "list_raw_files",
     "compare_image",
     "check_save_dir",
+    "check_collisions",
 ]
 
 # Formats cv2 writes at 16 bits; others are 8-bit only.
@@ -106,7 +107,7 @@ def compare_image(inp: Image, out: Image) -> np.ndarray:
 def _reason(path: str, e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     if isinstance(e, MemoryError):
-        msg = "out of memory (try --tile 512 or --tile auto)"
+        msg = "out of memory (try a smaller --tile, e.g. --tile 256, or --max_memory)"
     # ImageReadError/ImageWriteError messages already start with the path.
     if msg.startswith(path):
         return msg
@@ -147,13 +148,48 @@ def run_batch(
             log(f"NOTE {f}: {img.frames} frames; only the first is restored")
         dst = check_dst(output_path(f, save_dir, img.data.dtype))
         out = restore_fn(img)
-        write_image(dst, out.data, out.alpha)
+        # the colour profile travels with the image (a restore_fn may drop it)
+        write_image(dst, out.data, out.alpha, out.icc_profile or img.icc_profile)
         if compare:
             stem = os.path.splitext(os.path.basename(f))[0]
             write_image(os.path.join(save_dir, stem + "_compare.png"), compare_image(img, out))
         return dst
 
-    return _run_files(files, job, save_dir, overwrite, progress, log)
+    def plan(f: str) -> List[str]:
+        stem = os.path.splitext(os.path.basename(f))[0]
+        out = [output_path(f, save_dir)]
+        return out + [os.path.join(save_dir, stem + "_compare.png")] if compare else out
+
+    return _run_files(files, job, save_dir, overwrite, progress, log, plan)
+
+
+def check_collisions(files: List[str], plan: Callable[[str], List[str]]) -> None:
+    """Refuse, before anything is written, a batch in which two inputs would be written
+    to one output (``a.PNG`` and ``a.png``; ``c.pgm`` and ``c.png``, as .pgm results are
+    saved as .png) or a result would replace *another* input (``--overwrite`` with the
+    input folder as ``save_dir``; replacing its own input is what ``--overwrite`` allows).
+
+    Raises:
+        ValueError: one line naming the first clash and how many there are.
+    """
+    inputs = {os.path.realpath(f): f for f in files}
+    owner: dict = {}
+    clashes = []
+    for f in files:
+        own = os.path.realpath(f)
+        for dst in plan(f):
+            real = os.path.realpath(dst)
+            if real in owner and owner[real] != f:
+                clashes.append(f"{owner[real]} and {f} would both be saved as {dst}")
+            elif real in inputs and real != own:
+                clashes.append(f"the result of {f} would replace another input, {inputs[real]}")
+            owner.setdefault(real, f)
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise ValueError(
+            f"output name clash, nothing written: {clashes[0]}{more}; rename the inputs or "
+            "choose another --save_dir"
+        )
 
 
 def _run_files(
@@ -163,12 +199,15 @@ def _run_files(
     overwrite: bool,
     progress: bool,
     log: Callable[[str], None] | None,
+    plan: Callable[[str], List[str]] | None = None,
 ) -> BatchResult:
     """The per-file loop shared by images and raw frames: overwrite protection, one
     FAILED line per bad file, progress bar, summary. ``job(file, check_dst, log)``
     restores one file and returns its main output path; it must pass that path through
     ``check_dst`` (which raises when it would replace an input or another result)
-    before writing anything, and may ``log`` one-line notes."""
+    before writing anything, and may ``log`` one-line notes. ``plan(file)`` lists the
+    outputs a file will get (known from its name), checked by :func:`check_collisions`
+    before the first file is touched."""
     t0 = time.perf_counter()
     inputs = {os.path.realpath(f) for f in files}
     in_dirs = {os.path.dirname(p) for p in inputs}
@@ -177,6 +216,8 @@ def _run_files(
             f"--save_dir {save_dir} is the input folder: results would replace the inputs; "
             "choose another folder or pass --overwrite"
         )
+    if plan is not None:
+        check_collisions(files, plan)
     check_save_dir(save_dir)
     bar = None
     if progress and len(files) > 1:
@@ -217,14 +258,8 @@ def _run_files(
             dst = job(f, check_dst, log)
             used[os.path.realpath(dst)] = f
             result.restored.append((f, dst))
-        except (
-            ImageReadError,
-            ImageWriteError,
-            ValueError,
-            RuntimeError,
-            MemoryError,
-            OSError,
-        ) as e:
+        except Exception as e:  # noqa: BLE001 - one bad image must not end the batch
+            # (MemoryError included; Ctrl-C still stops the run)
             msg = _reason(f, e)
             result.failed.append((f, msg))
             log(f"FAILED {msg.splitlines()[0] if msg else f}")
@@ -356,5 +391,10 @@ def run_raw_batch(
             )
         return dst
 
+    def plan(f: str) -> List[str]:
+        stem = os.path.splitext(os.path.basename(f))[0]
+        out = [os.path.join(save_dir, stem + e) for e in (".npy", ".png")]
+        return out + [os.path.join(save_dir, stem + "_compare.png")] if compare else out
+
     # read_raw/denoise_raw raise RawError, a ValueError: caught per file by _run_files.
-    return _run_files(files, job, save_dir, overwrite, progress, log)
+    return _run_files(files, job, save_dir, overwrite, progress, log, plan)

@@ -16,7 +16,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile",
         default=None,
-        help="tile size in pixels, or 'auto' (fits free memory); default: whole image",
+        help="tile size in pixels (at least 16), 'auto' (fits free memory) or 'off'; "
+        "default: whole image when it fits in memory, else auto",
     )
     p.add_argument(
         "--tile_overlap",
@@ -28,7 +29,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
         "--max_memory",
         type=float,
         default=None,
-        help="GB budget for --tile auto (default: half the free memory, at most 4)",
+        help="GB budget of one forward pass for tiling (default: half the free memory, at most 4)",
     )
     p.add_argument(
         "--self_ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)"
@@ -66,12 +67,16 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 def infer_overrides(args: argparse.Namespace) -> dict:
     out = {}
     if args.tile is not None:
-        out["tile"] = None if str(args.tile).lower() in ("0", "none", "off") else args.tile
+        out["tile"] = args.tile  # InferOptions.validate: "off"/0, "auto", >= MIN_TILE
     if args.tile_overlap is not None:
         out["tile_overlap"] = args.tile_overlap
     if args.self_ensemble:
         out["self_ensemble"] = True
     if args.max_memory is not None:
+        if not args.max_memory > 0:
+            raise ValueError(
+                f"--max_memory must be a positive number of GB, got {args.max_memory:g}"
+            )
         out["max_memory"] = args.max_memory * (1 << 30)
     return out
 

@@ -35,10 +35,27 @@ from ..data.io import Image, read_image
 from . import tiling
 from .backends import Backend, DynamicBackend, OnnxRuntimeBackend, PaddleInferenceBackend
 
-__all__ = ["InferOptions", "Predictor", "load_deploy_yaml"]
+__all__ = ["InferOptions", "Predictor", "load_deploy_yaml", "NonFiniteOutputError", "MIN_TILE"]
 
 COLOR_MODES = ("auto", "rgb", "gray", "y", "none", "raw")
 GRAY_MODES = ("per_channel", "y")
+
+# Smallest tile side accepted: below it the overlap dominates (a 1-pixel tile would run
+# the network once per pixel); the GUI uses the same floor.
+MIN_TILE = 16
+# Without ``tile`` the image runs whole when it fits the memory budget. To know that
+# without measuring the network (seconds to minutes), images small enough to fit even at
+# this many bytes per input pixel skip the measurement: the heaviest model measured here,
+# CMFNet, needs 16.4 KB (DnCNN-S 3.1 KB, U-Net demo 1.7 KB; docs/reliability.md).
+SAFE_MEM_PER_PIXEL = 32 << 10
+# Bytes per input pixel the pipeline holds outside the network and outside tiles (float
+# copies of input and output, blend weights, the clipped/rounded result); measured 60 B
+# with an identity network, kept free of the tile budget.
+PIPELINE_BYTES_PER_PIXEL = 64
+
+
+class NonFiniteOutputError(ValueError):
+    """The network returned NaN/Inf (finite weights that overflow on this input)."""
 
 
 @dataclass
@@ -61,12 +78,14 @@ class InferOptions:
         in_channels: network input channels.
         out_channels: network output channels.
         pad_mode: numpy pad mode used to reach ``pad_multiple`` (``reflect``).
-        tile: tile side in pixels, ``"auto"`` (from memory) or None (whole image).
+        tile: tile side in pixels (at least :data:`MIN_TILE`), ``"auto"`` (from the
+            memory budget), ``"off"`` (always the whole image) or None (the default:
+            whole image when it fits the memory budget, ``auto`` tiles when not).
         tile_overlap: minimum tile overlap in pixels.
         self_ensemble: average the 8 flips/rotations (x8 slower, ~+0.1 dB typically).
         mem_per_pixel: bytes per input pixel (for ``tile: auto``; measured when None).
-        max_memory: byte budget for ``tile: auto`` (default: half the free memory, at
-            most 4 GiB).
+        max_memory: byte budget of one forward pass for tiling (default: half the free
+            memory, at most 4 GiB).
     """
 
     color: str = "auto"
@@ -102,15 +121,40 @@ class InferOptions:
             raise ValueError(f"infer.color must be one of {COLOR_MODES}, got '{self.color}'")
         if self.gray_mode not in GRAY_MODES:
             raise ValueError(f"infer.gray_mode must be one of {GRAY_MODES}, got '{self.gray_mode}'")
-        if isinstance(self.tile, str) and self.tile != "auto":
-            try:
-                self.tile = int(self.tile)
-            except ValueError:
+        if isinstance(self.tile, str):
+            t = self.tile.strip().lower()
+            if t in ("off", "none", "0"):
+                self.tile = "off"
+            elif t == "auto":
+                self.tile = "auto"
+            else:
+                try:
+                    self.tile = int(t)
+                except ValueError:
+                    raise ValueError(
+                        f"tile must be a number of pixels, 'auto' or 'off', got '{self.tile}'"
+                    ) from None
+        if isinstance(self.tile, bool) or (
+            self.tile is not None and not isinstance(self.tile, (int, float, str))
+        ):
+            raise ValueError(f"tile must be a number of pixels, 'auto' or 'off', got {self.tile!r}")
+        if isinstance(self.tile, (int, float)):
+            if self.tile == 0:
+                self.tile = "off"  # explicit: always the whole image
+            elif self.tile < MIN_TILE or self.tile != int(self.tile):
+                # a negative tile used to turn tiling off silently
                 raise ValueError(
-                    f"tile must be a number of pixels or 'auto', got '{self.tile}'"
-                ) from None
-        if isinstance(self.tile, (int, float)) and not isinstance(self.tile, bool):
-            self.tile = int(self.tile) if self.tile > 0 else None
+                    f"tile must be at least {MIN_TILE} pixels (or 'auto', or 'off'/0 for the "
+                    f"whole image), got {self.tile:g}"
+                )
+            else:
+                self.tile = int(self.tile)
+        if self.max_memory is not None and not (
+            isinstance(self.max_memory, (int, float)) and self.max_memory > 0
+        ):
+            raise ValueError(
+                f"max_memory must be a positive number of bytes, got {self.max_memory}"
+            )
         for k in ("pad_multiple", "scale", "in_channels", "out_channels"):
             setattr(self, k, int(getattr(self, k)))
             if getattr(self, k) < 1:
@@ -281,6 +325,8 @@ class Predictor:
             backend: ``paddle`` (Paddle Inference) or ``onnx`` (ONNX Runtime).
             precision: ``fp32``, ``bf16`` (CPU oneDNN), ``fp16``/``int8`` (GPU TensorRT).
         """
+        if cpu_threads is not None and (isinstance(cpu_threads, bool) or int(cpu_threads) < 0):
+            raise ValueError(f"--cpu_threads must be at least 1 (0: all cores), got {cpu_threads}")
         info = load_deploy_yaml(path)
         model_dir = info["_dir"]
         if backend == "onnx":
@@ -334,11 +380,25 @@ class Predictor:
 
     # --- the float pipeline ---------------------------------------------------------
 
+    def _memory_budget(self, h: int, w: int) -> int:
+        """Bytes one forward pass may use: ``max_memory``, else half of what is still
+        available once the pipeline's own whole-image arrays are set aside, at most
+        4 GiB (bigger tiles are not faster on CPU)."""
+        o = self.options
+        if o.max_memory:
+            return int(o.max_memory)
+        s = o.net_scale
+        reserve = PIPELINE_BYTES_PER_PIXEL * h * w * s * s
+        return int(max(min((tiling.available_memory() - reserve) // 2, 4 << 30), 64 << 20))
+
     def _resolve_tile(self, h: int, w: int) -> int | None:
         o = self.options
-        if o.tile is None:
+        if o.tile == "off":
             return None
-        if o.tile == "auto":
+        if o.tile is None or o.tile == "auto":
+            budget = self._memory_budget(h, w)
+            if o.tile is None and o.mem_per_pixel is None and h * w * SAFE_MEM_PER_PIXEL <= budget:
+                return None  # fits whatever the model: no need to measure it
             if o.mem_per_pixel is None:
                 from .memory import measure_mem_per_pixel
 
@@ -347,7 +407,6 @@ class Predictor:
                 )
             # the network sees net_scale-times larger feature maps for SR models; the
             # measured number already includes that.
-            budget = int(o.max_memory) if o.max_memory else None
             return tiling.choose_tile_size(
                 h, w, o.mem_per_pixel, o.pad_multiple, o.tile_overlap, budget
             )
@@ -371,6 +430,12 @@ class Predictor:
             )
         else:
             y = self.backend.run(xp)
+        if not np.isfinite(y).all():
+            bad = int(y.size - np.count_nonzero(np.isfinite(y)))
+            raise NonFiniteOutputError(
+                f"the network produced {bad} non-finite value(s) (NaN/Inf) on this input: "
+                "its weights overflow here; nothing was written"
+            )
         if y.shape[-2:] != (xp.shape[-2] * s, xp.shape[-1] * s):
             raise RuntimeError(
                 f"the network returned {tuple(y.shape[-2:])} for input {tuple(xp.shape[-2:])}; "
@@ -513,7 +578,7 @@ class Predictor:
         if alpha is not None and s > 1:
             a = _imresize(alpha.astype(np.float32) / maxv, s, output_shape=data.shape[:2])
             alpha = np.clip(np.rint(a * maxv), 0, maxv).astype(image.alpha.dtype)
-        return Image(data, alpha, image.path)
+        return Image(data, alpha, image.path, icc_profile=image.icc_profile)
 
     def restore(self, img: Union[str, os.PathLike, Image, np.ndarray]) -> Union[Image, np.ndarray]:
         """Restore a path, an :class:`Image` or an array.
@@ -552,7 +617,8 @@ class Predictor:
         return (
             f"{self.meta.get('model_type', '?')} on {self.backend.name} "
             f"(pad_multiple {o.pad_multiple}, scale {o.scale}, color {o.resolved_color}, "
-            f"tile {o.tile or 'off'}, self_ensemble {o.self_ensemble})"
+            f"tile {o.tile if o.tile is not None else 'when needed'}, "
+            f"self_ensemble {o.self_ensemble})"
         )
 
     def options_dict(self) -> Dict[str, Any]:

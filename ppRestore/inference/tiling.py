@@ -179,8 +179,9 @@ def tiled_forward(
 
 
 def available_memory() -> int:
-    """Bytes of memory this process can still use: the smaller of the system's
-    ``MemAvailable`` and the container (cgroup) limit minus its current usage."""
+    """Bytes of memory this process can still use: the smallest of the system's
+    ``MemAvailable``, the container (cgroup) limit minus its current usage and the
+    address-space rlimit (``RLIMIT_AS``) minus the process's virtual size."""
     avail = None
     try:
         import psutil
@@ -216,6 +217,18 @@ def available_memory() -> int:
                 avail = free if avail is None else min(avail, free)
         except (OSError, ValueError):
             continue
+    # an address-space rlimit (ulimit -v, a batch scheduler's cap) counts virtual memory
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as f:
+                vm = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmSize:"))
+            free = max(0, soft - vm)
+            avail = free if avail is None else min(avail, free)
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
     return int(avail if avail is not None else 4 << 30)
 
 

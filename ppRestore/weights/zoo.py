@@ -18,6 +18,7 @@ import os
 import re
 import ssl
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +29,10 @@ from .safe_load import WeightsError
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRETRAINED_DIR = os.path.join(REPO_ROOT, "pretrained")
 MAX_DOWNLOAD_BYTES = 1 << 30  # 1 GiB: far above any model here; stops a runaway download.
+# Overall time limit of one download (seconds; env PPRESTORE_DOWNLOAD_DEADLINE overrides).
+# The socket timeout is per read, so a server trickling one byte every few seconds would
+# otherwise hold a run forever; 1800 s still lets 1 GiB arrive at 0.6 MB/s.
+DOWNLOAD_DEADLINE_S = 1800.0
 
 # name -> {"file": path relative to pretrained/, "url": https URL, "sha256": hex,
 #          "config": configs/... path, "arch": converter arch}. Filled as weights land.
@@ -125,6 +130,7 @@ def download(
     max_bytes: int = MAX_DOWNLOAD_BYTES,
     timeout: float = 30.0,
     context: ssl.SSLContext | None = None,
+    deadline: float | None = None,
 ) -> str:
     """Download ``url`` into the cache once and return the local path.
 
@@ -133,7 +139,10 @@ def download(
     bytes actually received), checked against ``sha256`` (argument, or a
     ``#sha256=<hex>`` URL fragment) and renamed into place only when complete, so an
     interrupted or bad download never leaves a file behind. Each URL gets its own cache
-    folder (two URLs ending in ``model.pdparams`` do not collide).
+    folder (two URLs ending in ``model.pdparams`` do not collide). ``timeout`` bounds
+    each network read, ``deadline`` (default :data:`DOWNLOAD_DEADLINE_S` or the
+    ``PPRESTORE_DOWNLOAD_DEADLINE`` variable) the whole transfer; it is checked after
+    every received chunk, so it can be overshot by at most one ``timeout``.
 
     Raises:
         WeightsError: one line naming the URL and the problem (offline, HTTP error,
@@ -153,6 +162,11 @@ def download(
     if m and sha256 and m.group(1).lower() != sha256.lower():
         raise WeightsError(f"{shown}: the URL's #sha256= and the known checksum disagree")
     sha256 = (sha256 or (m.group(1) if m else None) or "").lower() or None
+    if deadline is None:
+        try:
+            deadline = float(os.environ.get("PPRESTORE_DOWNLOAD_DEADLINE", DOWNLOAD_DEADLINE_S))
+        except ValueError:
+            deadline = DOWNLOAD_DEADLINE_S
     key = hashlib.sha256(urllib.parse.urldefrag(url)[0].encode("utf-8")).hexdigest()[:16]
     dst_dir = os.path.join(dst_dir or cache_dir(), key)
     dst = os.path.join(dst_dir, _cache_name(url))
@@ -166,9 +180,10 @@ def download(
             f"cannot write to the download cache {dst_dir} ({e.strerror or e}); set "
             "PPRESTORE_HOME to a writable folder"
         ) from None
+    t_end = time.monotonic() + deadline
     try:
         try:
-            with os.fdopen(fd, "wb") as f, _open(url, timeout, context) as r:
+            with os.fdopen(fd, "wb") as f, _open(url, min(timeout, deadline), context) as r:
                 length = r.headers.get("Content-Length")
                 try:
                     length = int(length) if length is not None else None
@@ -179,7 +194,16 @@ def download(
                         f"{shown}: {length} bytes exceeds the {max_bytes}-byte download cap"
                     )
                 total = 0
-                for chunk in iter(lambda: r.read(1 << 20), b""):
+                # read1 returns whatever arrived (a slow server cannot hold one call for
+                # long); fake responses in tests may only have read
+                read = getattr(r, "read1", None) or r.read
+                for chunk in iter(lambda: read(1 << 20), b""):
+                    if time.monotonic() > t_end:
+                        raise WeightsError(
+                            f"cannot download {shown}: not finished after {deadline:g} s "
+                            f"({total} bytes so far); set PPRESTORE_DOWNLOAD_DEADLINE "
+                            "to allow longer, or download it by hand"
+                        )
                     total += len(chunk)
                     if total > max_bytes:
                         raise WeightsError(f"{shown}: download exceeds the {max_bytes}-byte cap")
