@@ -49,25 +49,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from ppRestore.errors import run_cli
+
+    return run_cli(_run, args, prefix="convert_weights: error")
+
+
+def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from ppRestore.config import ConfigError, parse_override
-    from ppRestore.registry import RegistryError
     from ppRestore.weights.convert import convert_checkpoint
-    from ppRestore.weights.safe_load import UnsafeWeightsError, WeightsError
+    from ppRestore.weights.safe_load import WeightsError
 
+    kwargs = {}
+    if args.model_kwargs:
+        kw = yaml.safe_load(args.model_kwargs)
+        if not isinstance(kw, dict):
+            raise ConfigError(f"--model_kwargs must be a mapping, got {args.model_kwargs!r}")
+        kwargs.update(kw)
+    for item in args.opts:
+        parts, value = parse_override(item)
+        if len(parts) != 2 or parts[0] != "model":
+            raise ConfigError(f"override '{item}': only model.KEY=VALUE is accepted here")
+        kwargs[parts[1]] = value
     try:
-        kwargs = {}
-        if args.model_kwargs:
-            kw = yaml.safe_load(args.model_kwargs)
-            if not isinstance(kw, dict):
-                raise ConfigError(f"--model_kwargs must be a mapping, got {args.model_kwargs!r}")
-            kwargs.update(kw)
-        for item in args.opts:
-            parts, value = parse_override(item)
-            if len(parts) != 2 or parts[0] != "model":
-                raise ConfigError(f"override '{item}': only model.KEY=VALUE is accepted here")
-            kwargs[parts[1]] = value
         info = convert_checkpoint(
             args.arch,
             args.src,
@@ -77,14 +82,12 @@ def main(argv=None) -> int:
             key=args.key,
             backend=args.backend,
         )
-    except (WeightsError, UnsafeWeightsError, ConfigError, RegistryError, ValueError) as e:
-        msg = str(e)
-        if "mismatched key" in msg:
-            msg += (
-                " (a reduced-width checkpoint? pass its constructor args, e.g. -o model.n_feat=16)"
-            )
-        print(f"convert_weights: error: {msg}", file=sys.stderr)
-        return 1
+    except WeightsError as e:
+        if "mismatched key" not in str(e):
+            raise
+        raise type(e)(
+            f"{e} (a reduced-width checkpoint? pass its constructor args, e.g. -o model.n_feat=16)"
+        ) from None
     print(
         f"converted {info['src']} -> {info['dst']} ({args.arch}: {info['num_tensors']} "
         f"tensors, {info['num_params']:,} parameters)"

@@ -42,33 +42,24 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
     args = p.parse_args(argv)
 
-    from ppRestore.config import ConfigError
-    from ppRestore.registry import RegistryError
-    from ppRestore.weights.safe_load import WeightsError
+    from ppRestore.errors import run_cli
 
-    try:
-        from ppRestore.inference.export import export_model
+    return run_cli(_run, args)
 
-        export_model(
-            args.config,
-            args.model_path,
-            args.save_dir,
-            input_shape=args.input_shape,
-            fmt=args.format,
-            opts=args.opts,
-            measure_memory=not args.no_measure_memory,
-            check=not args.no_check,
-        )
-    except (
-        ConfigError,
-        RegistryError,
-        WeightsError,
-        ValueError,
-        ImportError,
-        FileNotFoundError,
-    ) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+
+def _run(args: argparse.Namespace) -> int:
+    from ppRestore.inference.export import export_model
+
+    export_model(
+        args.config,
+        args.model_path,
+        args.save_dir,
+        input_shape=args.input_shape,
+        fmt=args.format,
+        opts=args.opts,
+        measure_memory=not args.no_measure_memory,
+        check=not args.no_check,
+    )
     print(f"exported to {args.save_dir} (deploy.yaml, model.*)", file=sys.stderr)
     return 0
 

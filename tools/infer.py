@@ -28,12 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    from ppRestore.inference.cli import (
-        add_common_args,
-        check_raw_args,
-        infer_overrides,
-        run_and_report,
-    )
+    from ppRestore.inference.cli import add_common_args
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,37 +43,27 @@ def main(argv=None) -> int:
     add_common_args(p)
     args = p.parse_args(argv)
 
-    from ppRestore.config import ConfigError
-    from ppRestore.data.io import ImageReadError, ImageWriteError
-    from ppRestore.registry import RegistryError
-    from ppRestore.weights.safe_load import WeightsError
+    from ppRestore.errors import run_cli
 
-    try:
-        from ppRestore.inference.predictor import Predictor
+    return run_cli(_run, args)
 
-        predictor = Predictor.from_config(
-            args.config,
-            args.model_path,
-            device=args.device,
-            opts=args.opts,
-            **infer_overrides(args),
-        )
-        problem = check_raw_args(predictor, args)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-        return run_and_report(predictor, args)
-    except (
-        ConfigError,
-        WeightsError,
-        RegistryError,
-        ImageReadError,
-        ImageWriteError,
-        ValueError,
-        FileNotFoundError,
-    ) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, (ConfigError, RegistryError)) else 1
+
+def _run(args: argparse.Namespace) -> int:
+    from ppRestore.inference.cli import check_raw_args, infer_overrides, run_and_report
+    from ppRestore.inference.predictor import Predictor
+
+    predictor = Predictor.from_config(
+        args.config,
+        args.model_path,
+        device=args.device,
+        opts=args.opts,
+        **infer_overrides(args),
+    )
+    problem = check_raw_args(predictor, args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    return run_and_report(predictor, args)
 
 
 if __name__ == "__main__":

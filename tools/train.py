@@ -42,20 +42,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ppRestore.config import ConfigError, apply_overrides, load_config, validate
-    from ppRestore.registry import RegistryError
+    from ppRestore.errors import run_cli
 
-    try:
-        cfg = load_config(args.config, args.opts)
-        top = {k: getattr(args, k) for k in ("iters", "batch_size") if getattr(args, k) is not None}
-        cfg = validate(apply_overrides(cfg, [f"{k}={v}" for k, v in top.items()]), args.config)
-    except (ConfigError, RegistryError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(_run, args)
 
-    from ppRestore.engine.checkpoint import CheckpointError
-    from ppRestore.engine.trainer import NonFiniteLossError, Trainer
-    from ppRestore.weights.safe_load import WeightsError
+
+def _run(args: argparse.Namespace) -> int:
+    from ppRestore.config import apply_overrides, load_config, validate
+
+    cfg = load_config(args.config, args.opts)
+    top = {k: getattr(args, k) for k in ("iters", "batch_size") if getattr(args, k) is not None}
+    cfg = validate(apply_overrides(cfg, [f"{k}={v}" for k, v in top.items()]), args.config)
+
+    from ppRestore.engine.trainer import Trainer
 
     overrides = {
         k: getattr(args, k)
@@ -74,25 +73,8 @@ def main(argv=None) -> int:
     overrides.update(
         save_dir=args.save_dir, do_eval=args.do_eval or None, use_vdl=args.use_vdl or None
     )
-    try:
-        trainer = Trainer.from_config(cfg, **overrides)
-        result = trainer.train()
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (
-        ConfigError,
-        RegistryError,
-        ValueError,
-        FileNotFoundError,
-        CheckpointError,
-        WeightsError,
-    ) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # e.g. ENOSPC while saving: earlier checkpoints are intact
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    # errors: ppRestore.errors (e.g. ENOSPC while saving exits 1; earlier checkpoints are intact)
+    result = Trainer.from_config(cfg, **overrides).train()
     if result["stopped_by_signal"] == signal.SIGINT:
         return 130
     return 0

@@ -37,23 +37,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from ppRestore.config import ConfigError, load_config
-    from ppRestore.registry import RegistryError
+    from ppRestore.errors import run_cli
 
-    try:
-        cfg = load_config(args.config, args.opts)
-    except (ConfigError, RegistryError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ppRestore.config import ConfigError, load_config
+
+    cfg = load_config(args.config, args.opts)
     if "val_dataset" not in cfg:
-        print("error: the config has no val_dataset section", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{args.config}: the config has no val_dataset section")
     import paddle
 
     from ppRestore.builder import build_model
     from ppRestore.data.datasets import build_dataset, val_seed
     from ppRestore.engine.evaluator import Evaluator
-    from ppRestore.weights.safe_load import WeightsError, load_model_weights
+    from ppRestore.weights.safe_load import load_model_weights
 
     if args.device:
         paddle.set_device(args.device)
@@ -62,43 +62,31 @@ def main(argv=None) -> int:
         val["crop_border"] = args.crop_border
     if args.test_y_channel:
         val["test_y_channel"] = True
-    try:
-        if args.exported:
-            from ppRestore.inference.predictor import Predictor
+    if args.exported:
+        from ppRestore.inference.predictor import Predictor
 
-            model = Predictor.from_exported(
-                args.exported,
-                backend=args.backend,
-                device=args.device or "cpu",
-                cpu_threads=args.cpu_threads,
-                precision=args.precision,
-            )
-        else:
-            model = build_model(cfg["model"])
-            load_model_weights(model, args.model_path)
-        ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
-    except (WeightsError, RegistryError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from ppRestore.data.io import ImageReadError, ImageWriteError
-
-    try:
-        res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(
-            model, save_dir=args.save_dir
+        model = Predictor.from_exported(
+            args.exported,
+            backend=args.backend,
+            device=args.device or "cpu",
+            cpu_threads=args.cpu_threads,
+            precision=args.precision,
         )
-        source = (
-            {"exported": args.exported, "backend": args.backend, "precision": args.precision}
-            if args.exported
-            else {"model_path": args.model_path}
-        )
-        summary = {"images": len(res.rows), **res.as_dict(), **source, **val}
-        with open(os.path.join(args.save_dir, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-    except (ImageReadError, ImageWriteError, ValueError, OSError) as e:
-        # a bad image in the val set (named in the message) or an unwritable save_dir:
-        # one line, not a traceback; metrics over a partial set would mislead, so stop.
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    else:
+        model = build_model(cfg["model"])
+        load_model_weights(model, args.model_path)
+    ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
+    # A bad image in the val set (named in the message) stops the run: metrics over a
+    # partial set would mislead. Errors become one line through ppRestore.errors.
+    res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(model, save_dir=args.save_dir)
+    source = (
+        {"exported": args.exported, "backend": args.backend, "precision": args.precision}
+        if args.exported
+        else {"model_path": args.model_path}
+    )
+    summary = {"images": len(res.rows), **res.as_dict(), **source, **val}
+    with open(os.path.join(args.save_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
     print(
         f"[EVAL] {len(res.rows)} images, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
         + (
