@@ -50,10 +50,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: the config has no val_dataset section")
     import paddle
 
-    from ppRestore.builder import build_model
+    from ppRestore.builder import build_model_with_weights
     from ppRestore.data.datasets import build_dataset, val_seed
     from ppRestore.engine.evaluator import Evaluator
-    from ppRestore.weights.safe_load import load_model_weights
 
     if args.device:
         paddle.set_device(args.device)
@@ -73,8 +72,7 @@ def _run(args: argparse.Namespace) -> int:
             precision=args.precision,
         )
     else:
-        model = build_model(cfg["model"])
-        load_model_weights(model, args.model_path)
+        model = build_model_with_weights(cfg["model"], args.model_path, purpose="score")
     ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
     # A bad image in the val set (named in the message) stops the run: metrics over a
     # partial set would mislead. Errors become one line through ppRestore.errors.

@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Sequence, Union
 
 import numpy as np
 
+from ..files import list_folder
 from ..registry import DATASETS
 from .degradations import DegradationPipeline
 from .io import IMAGE_EXTENSIONS, read_image
@@ -52,11 +53,7 @@ def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
 def _list_folder(folder: str) -> List[str]:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"dataset folder not found: {folder}")
-    names = sorted(
-        f
-        for f in os.listdir(folder)
-        if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    names = [os.path.basename(p) for p in list_folder(folder, IMAGE_EXTENSIONS)]
     if not names:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     return names

@@ -605,6 +605,7 @@ class SyntheticRawDataset:
         seed: int = 0,
         repeat: int = 1,
     ) -> None:
+        from ..files import list_folder
         from .io import IMAGE_EXTENSIONS
 
         if mode not in ("train", "val"):
@@ -617,11 +618,7 @@ class SyntheticRawDataset:
         if not os.path.isdir(dataset_root):
             raise FileNotFoundError(f"dataset folder not found: {dataset_root}")
         self.root = dataset_root
-        self.names = sorted(
-            f
-            for f in os.listdir(dataset_root)
-            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        self.names = [os.path.basename(p) for p in list_folder(dataset_root, IMAGE_EXTENSIONS)]
         if not self.names:
             raise FileNotFoundError(f"no images in {dataset_root}")
         self.patch, self.iso_range, self.mode = int(patch_size), (lo, hi), mode

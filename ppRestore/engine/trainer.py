@@ -27,6 +27,7 @@ from typing import Any, Dict
 
 import numpy as np
 
+from ..builder import restored_output
 from . import checkpoint as ckpt
 from . import dist
 from .logger import VDLWriter, format_eta, get_logger
@@ -257,11 +258,9 @@ class Trainer:
         with ctx:
             if self.loss.needs_aux:
                 aux = self.train_model(lq, return_aux=True)
-                pred = aux["out"]
+                pred = restored_output(aux)
             else:
-                aux, pred = None, self.train_model(lq)
-            if isinstance(pred, (list, tuple)):
-                pred = pred[0]
+                aux, pred = None, restored_output(self.train_model(lq))
             total, terms = self.loss(pred.astype("float32"), gt, aux)
         return total, terms
 

@@ -34,6 +34,7 @@ from ..data.io import (
     read_image,
     write_image,
 )
+from ..files import atomic_write, list_folder
 
 __all__ = [
     "BatchResult",
@@ -245,16 +246,9 @@ def list_raw_files(spec: str) -> List[str]:
     if os.path.isdir(spec):
         exts = (".npy",) + RAW_EXTENSIONS
         try:
-            names = os.listdir(spec)
+            files = list_folder(spec, exts)
         except OSError as e:
             raise ImageReadError(f"{spec}: cannot list folder ({e.strerror or e})") from None
-        files = sorted(
-            os.path.join(spec, n)
-            for n in names
-            if not n.startswith(".")
-            and os.path.splitext(n)[1].lower() in exts
-            and os.path.isfile(os.path.join(spec, n))
-        )
         if not files:
             raise ImageReadError(f"{spec}: folder has no raw files (looked for {', '.join(exts)})")
         return files
@@ -338,8 +332,8 @@ def run_raw_batch(
             out = _denormalize(den, like, black, white)
         else:
             out = den.astype(np.float32)
-        try:
-            np.save(dst, out, allow_pickle=False)
+        try:  # atomic like the images: an interrupted run leaves no truncated .npy
+            atomic_write(dst, lambda f: np.save(f, out, allow_pickle=False), fsync=False)
         except OSError as e:
             raise ImageWriteError(f"{dst}: cannot write ({e.strerror or e})") from None
         # one white balance for both previews so the comparison is fair

@@ -238,9 +238,8 @@ class Predictor:
             opts: ``-o key=value`` overrides for the config.
             **overrides: :class:`InferOptions` fields (e.g. ``tile=512``).
         """
-        from ..builder import build_model
+        from ..builder import build_model_with_weights
         from ..config import apply_overrides, load_config, validate
-        from ..weights.safe_load import WeightsError, load_model_weights
 
         if isinstance(config, str):
             cfg = load_config(config, opts or [])
@@ -248,17 +247,11 @@ class Predictor:
             cfg = validate(apply_overrides(config, opts or []), source="config")
         if "model" not in cfg:
             raise ValueError("the config has no 'model:' section")
-        if model_path is None or str(model_path).strip() == "":
-            raise WeightsError(
-                "no weights given: pass --model_path (a .pdparams file, an https URL or a zoo "
-                "name); refusing to restore with randomly initialised weights"
-            )
         if device:
             import paddle
 
             paddle.set_device(device)
-        model = build_model(cfg["model"])
-        load_model_weights(model, model_path)
+        model = build_model_with_weights(cfg["model"], model_path)
         pred = cls.from_model(model, device=None, infer_cfg=cfg.get("infer"), **overrides)
         pred.meta.update({"model_type": cfg["model"]["type"], "weights": str(model_path)})
         return pred
