@@ -399,7 +399,12 @@ def check_sections_agree(cfg: Dict[str, Any], source: str = "config") -> None:
 
 
 def load_config(path: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
-    """Load ``path`` with its bases, apply ``overrides`` and validate."""
+    """Load ``path`` with its bases, apply ``overrides`` and validate. A ``path`` that
+    does not exist here is looked up among the shipped configs (``configs/demo.yml``
+    works from any folder, also from an installed wheel)."""
+    from .resources import find_config
+
+    path = find_config(path)
     cfg = _load_with_bases(path)
     cfg = apply_overrides(cfg, overrides)
     return validate(cfg, source=path)
