@@ -9,34 +9,15 @@ as an exception and fail the test the same way.
 from __future__ import annotations
 
 import os
-import runpy
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
+from tests.helpers import run_cli, run_main
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MALICIOUS = os.path.join(REPO, "tests", "fixtures", "malicious")
-
-
-def run_cli(script: str, *args: str, cwd: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO, GLOG_minloglevel="3")
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
-
-
-def run_main(script: str, *args: str, capsys) -> tuple:
-    code = runpy.run_path(os.path.join(REPO, script))["main"](list(args))
-    cap = capsys.readouterr()
-    return code, cap.err
 
 
 def _error_lines(stderr: str) -> list:
@@ -46,7 +27,8 @@ def _error_lines(stderr: str) -> list:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A 3-layer colour DnCNN with random weights, its config, and a val config."""
-    pytest.importorskip("paddle")
+    import paddle  # noqa: F401 - a hard dependency: fail, not skip, when broken
+
     from ppRestore.builder import build_model
     from ppRestore.weights.safe_load import save_weights
 
@@ -364,9 +346,9 @@ def test_train_bad_image_in_training_set_fails_fast(bad_images_dir, tmp_path, wo
 
 @pytest.mark.parametrize("case", ["malicious", "incomplete"])
 def test_train_resume_from_bad_checkpoint(tmp_path, monkeypatch, capsys, case):
+    import paddle  # noqa: F401 - a hard dependency: fail, not skip, when broken
     from PIL import Image
 
-    pytest.importorskip("paddle")
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "set"
     root.mkdir()

@@ -178,7 +178,8 @@ def _cli(*argv: str) -> int:
 
 @pytest.mark.parametrize("suffix", [".pdparams", ".safetensors"])
 def test_cli_converts_fixture_and_output_matches_official(tmp_path, suffix, capsys):
-    paddle = pytest.importorskip("paddle")
+    import paddle
+
     from ppRestore.models.cmfnet import CMFNet
     from ppRestore.weights.safe_load import load_model_weights
 

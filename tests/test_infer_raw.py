@@ -18,21 +18,14 @@ import yaml
 from ppRestore.data.raw import add_raw_noise, denoise_raw, normalize_bayer
 from ppRestore.models.pmrnet import PmrNet
 from ppRestore.weights.safe_load import save_weights
+from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLACK, WHITE, ISO = 64, 1023, 3200
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO, GLOG_minloglevel="3")
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "infer.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    return helpers.run_cli("tools/infer.py", *args)
 
 
 @pytest.fixture(scope="module")

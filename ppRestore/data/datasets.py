@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Iterator, List, Sequence, Union
+from typing import Any, Dict, Iterator, List, Union
 
 import numpy as np
 
@@ -516,8 +516,3 @@ class _MainThreadLoader:
                 paddle.to_tensor(np.stack([np.asarray(s[j]) for s in samples]))
                 for j in range(len(samples[0]))
             ]
-
-
-def dataset_names(dataset: Any) -> Sequence[str]:
-    """File names of a dataset's images (for per-image CSVs)."""
-    return list(getattr(dataset, "names", []))

@@ -22,7 +22,7 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict
 
 import numpy as np
@@ -60,7 +60,6 @@ class TrainOptions:
     to_static: bool = False  # train through paddle.jit.to_static (opt-in, see docs)
     resume_model: str | None = None
     device: str | None = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 def set_seed(seed: int) -> None:

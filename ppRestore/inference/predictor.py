@@ -26,7 +26,7 @@ The pre/post-processing lives here once, whatever engine runs the network:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Union
 
 import numpy as np
@@ -547,9 +547,6 @@ class Predictor:
             f"(pad_multiple {o.pad_multiple}, scale {o.scale}, color {o.resolved_color}, "
             f"tile {o.tile or 'off'}, self_ensemble {o.self_ensemble})"
         )
-
-    def options_dict(self) -> Dict[str, Any]:
-        return asdict(self.options)
 
 
 class _RawNet:
