@@ -93,7 +93,7 @@ def benchmark(predictor, args) -> int:
 
     times = []
     if is_raw(predictor):
-        from ppRestore.data.raw import read_raw
+        from ppRestore.data.raw_io import read_raw
         from ppRestore.inference.batch import list_raw_files
 
         def timed_raw(bayer, iso, pattern):

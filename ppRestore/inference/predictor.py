@@ -470,28 +470,23 @@ class Predictor:
     ) -> np.ndarray:
         """Denoise a Bayer frame with a packed-raw model (PmrNet, ``infer.color: raw``).
 
-        Runs :func:`ppRestore.data.raw.denoise_raw` (normalisation, pattern flip,
-        packing, k-sigma at ``iso``, padding) with this predictor's backend as the
-        network, so tiling and exported models (Paddle Inference, ONNX) work too.
+        The raw stage (:func:`ppRestore.inference.raw_stage.restore_raw`): normalisation,
+        pattern flip, packing and k-sigma at ``iso`` around this predictor's
+        :meth:`forward`, which pads once, tiles and self-ensembles, so exported models
+        (Paddle Inference, ONNX) run raw frames too.
 
         Args:
             bayer: ``H x W`` float in ``[0, 1]``, or integer raw values with levels.
             iso: capture ISO.
             pattern: CFA pattern of ``bayer``.
-            black_level, white_level: see :func:`ppRestore.data.raw.normalize_bayer`.
+            black_level, white_level: see :func:`ppRestore.data.bayer.normalize_bayer`.
 
         Returns:
             The denoised ``H x W`` float32 Bayer frame in ``[0, 1]``.
         """
-        from ..data.raw import denoise_raw
+        from .raw_stage import restore_raw
 
-        if self.options.resolved_color != "raw":
-            raise ValueError(
-                f"restore_raw needs a raw model (infer.color: raw), this one is "
-                f"'{self.options.resolved_color}'"
-            )
-        net = _RawNet(self.forward, self.meta.get("inp_scale", 1.0))
-        return denoise_raw(bayer, iso, net, pattern, black_level, white_level)
+        return restore_raw(self, bayer, iso, pattern, black_level, white_level)
 
     # --- images in, images out ------------------------------------------------------
 
@@ -547,18 +542,6 @@ class Predictor:
             f"(pad_multiple {o.pad_multiple}, scale {o.scale}, color {o.resolved_color}, "
             f"tile {o.tile or 'off'}, self_ensemble {o.self_ensemble})"
         )
-
-
-class _RawNet:
-    """The predictor's forward as the ``model`` of denoise_raw (which reads
-    ``inp_scale`` to know what part of the input scaling the network applies)."""
-
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], inp_scale: float) -> None:
-        self.fn = fn
-        self.inp_scale = float(inp_scale)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.fn(x)
 
 
 def _imresize(img: np.ndarray, scale: int, output_shape: tuple | None = None) -> np.ndarray:
