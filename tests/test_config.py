@@ -284,7 +284,7 @@ def test_unknown_key_in_a_section_names_the_closest(section, body, typo, suggest
 def test_section_keys_come_from_their_consumers():
     from dataclasses import fields
 
-    from ppRestore.config import section_keys
+    from ppRestore.config_checks import section_keys
     from ppRestore.engine.trainer import _TRAIN_KEYS
     from ppRestore.inference.predictor import InferOptions
 
