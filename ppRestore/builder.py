@@ -29,3 +29,48 @@ def build_model(model_cfg: Dict[str, Any], load_pretrained: bool = False):
 
         load_model_weights(model, str(pretrained))
     return model
+
+
+def restored_output(out: Any) -> Any:
+    """The restored image from a model's ``forward`` result.
+
+    Models that also return auxiliary outputs give a dict with key ``"out"`` (the design
+    contract) or a sequence whose first item is the restored image; plain models return
+    the tensor itself. Used by the predictor's backends, the export wrapper and the
+    trainer, so the three agree.
+    """
+    if isinstance(out, dict):
+        return out["out"]
+    if isinstance(out, (list, tuple)):
+        return out[0]
+    return out
+
+
+def build_model_with_weights(
+    model_cfg: Dict[str, Any], model_path: str | None, purpose: str = "restore with"
+):
+    """Build a config's model, load ``model_path`` strictly and switch to eval mode:
+    the one path from (config, weights) to a ready network, shared by the Predictor,
+    export and ``tools/val.py``.
+
+    Args:
+        model_cfg: the config's ``model:`` section.
+        model_path: a local file, an https URL or a zoo name. Required: results are
+            never produced from randomly initialised weights.
+        purpose: completes the refusal message ("refusing to <purpose> randomly
+            initialised weights").
+
+    Raises:
+        WeightsError: no weights given, or they do not fit the model (names the keys).
+    """
+    from .weights.safe_load import WeightsError, load_model_weights
+
+    if model_path is None or str(model_path).strip() == "":
+        raise WeightsError(
+            "no weights given: pass --model_path (a .pdparams file, an https URL or a zoo "
+            f"name); refusing to {purpose} randomly initialised weights"
+        )
+    model = build_model(model_cfg)
+    load_model_weights(model, str(model_path))
+    model.eval()
+    return model

@@ -320,6 +320,10 @@ def validate(cfg: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
                 raise ConfigError(
                     f"{source}: '{section}.type' must be a class name, got {_short(t)}"
                 )
+    from .config_checks import check_section_keys, check_sections_agree
+
+    check_section_keys(cfg, source)
+    check_sections_agree(cfg, source)
     return cfg
 
 
@@ -327,7 +331,12 @@ _TYPE_NAMES = {int: "an integer", str: "a string", dict: "a mapping", list: "a l
 
 
 def load_config(path: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
-    """Load ``path`` with its bases, apply ``overrides`` and validate."""
+    """Load ``path`` with its bases, apply ``overrides`` and validate. A ``path`` that
+    does not exist here is looked up among the shipped configs (``configs/demo.yml``
+    works from any folder, also from an installed wheel)."""
+    from .resources import find_config
+
+    path = find_config(path)
     cfg = _load_with_bases(path)
     cfg = apply_overrides(cfg, overrides)
     return validate(cfg, source=path)

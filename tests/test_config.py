@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import textwrap
 import time
 
@@ -15,6 +17,8 @@ from ppRestore.config import (
     save_config,
     validate,
 )
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _write(tmp_path, name, text):
@@ -31,6 +35,9 @@ model:
   act: relu
 optimizer:
   type: Adam
+  weight_decay: 0.0
+lr_scheduler:
+  type: CosineWarmup
   learning_rate: 1e-3
 iters: 1000
 batch_size: 16
@@ -150,8 +157,8 @@ def test_not_utf8_missing_and_empty(tmp_path):
 
 def test_scientific_notation_is_a_float(tmp_path, base):
     cfg = load_config(base, ["optimizer.weight_decay=5e-5", "model.scale=1E2"])
-    assert cfg["optimizer"]["learning_rate"] == pytest.approx(1e-3)
-    assert isinstance(cfg["optimizer"]["learning_rate"], float)
+    assert cfg["lr_scheduler"]["learning_rate"] == pytest.approx(1e-3)
+    assert isinstance(cfg["lr_scheduler"]["learning_rate"], float)
     assert cfg["optimizer"]["weight_decay"] == pytest.approx(5e-5)
     assert cfg["model"]["scale"] == 100.0
     assert parse_override("a=1_000")[1] == 1000  # ints stay ints
@@ -247,14 +254,14 @@ def test_overrides_apply(base):
             "train_dataset.transforms.0.size=64",
             "train_dataset.transforms.-1.prob=0.5",
             "task=C:/data/x",
-            "optimizer.name=",
+            "model.name=",
         ],
     )
     assert cfg["iters"] == 20 and cfg["model"]["depth"] == 5 and cfg["model"]["new_key"] == [1, 2]
     assert cfg["train_dataset"]["transforms"][0] == {"type": "RandomCrop", "size": 64}
     assert cfg["train_dataset"]["transforms"][1]["prob"] == 0.5
     assert cfg["task"] == "C:/data/x"
-    assert cfg["optimizer"]["name"] == ""
+    assert cfg["model"]["name"] == ""  # optimizer: keys are checked now
 
 
 def test_override_creates_missing_sections(base):
@@ -307,3 +314,115 @@ def test_save_config_round_trip(tmp_path, base):
 def test_validate_returns_cfg_unchanged():
     cfg = {"iters": 3, "model": {"type": "X"}}
     assert validate(cfg) is cfg
+
+
+# ---- unknown keys in every section, cross-section checks (issue 17 item 5)
+
+
+@pytest.mark.parametrize(
+    "section, body, typo, suggestion",
+    [
+        ("infer", {"tile_overlap": 8, "clip": [0, 1]}, "clip", None),
+        ("infer", {"tiel": 256}, "tiel", "tile"),
+        ("train", {"save_intervl": 5}, "save_intervl", "save_interval"),
+        ("val", {"crop_bordr": 4}, "crop_bordr", "crop_border"),
+        ("export", {"input_shap": [1, 3, 64, 64]}, "input_shap", "input_shape"),
+        ("optimizer", {"type": "Adam", "weight_decai": 0.1}, "weight_decai", "weight_decay"),
+        ("lr_scheduler", {"type": "CosineWarmup", "warmup_iter": 5}, "warmup_iter", None),
+        ("loss", {"types": [{"type": "L1Loss"}], "coeff": [1.0]}, "coeff", "coef"),
+    ],
+)
+def test_unknown_key_in_a_section_names_the_closest(section, body, typo, suggestion):
+    from ppRestore.config import ConfigError, validate
+
+    with pytest.raises(ConfigError) as ei:
+        validate({section: body}, source="c.yml")
+    msg = str(ei.value)
+    assert f"c.yml: {section}: unknown key '{typo}'" in msg and "\n" not in msg
+    if suggestion:
+        assert f"Did you mean '{suggestion}'?" in msg
+
+
+def test_section_keys_come_from_their_consumers():
+    from dataclasses import fields
+
+    from ppRestore.config_checks import section_keys
+    from ppRestore.engine.trainer import _TRAIN_KEYS
+    from ppRestore.inference.predictor import InferOptions
+
+    assert section_keys("infer", {}) == [f.name for f in fields(InferOptions)]
+    assert set(section_keys("train", {})) == _TRAIN_KEYS
+    assert "num_samples" in section_keys("val", {})
+    assert section_keys("model", {"type": "X"}) is None  # checked by the constructor
+
+
+def test_every_shipped_config_passes_the_section_checks():
+    import glob
+
+    from ppRestore.config import load_config
+
+    files = [f for f in glob.glob(os.path.join(REPO, "configs", "**", "*.yml"), recursive=True)]
+    assert len(files) > 10
+    for f in files:
+        if os.sep + "_base_" + os.sep not in f:
+            load_config(f)
+
+
+@pytest.mark.parametrize(
+    "cfg, phrase",
+    [
+        (
+            {
+                "model": {"type": "M", "in_channels": 1},
+                "train_dataset": {"type": "D", "channels": 3},
+            },
+            "train_dataset.channels is 3 (3-channel images) but model.in_channels is 1",
+        ),
+        (
+            {
+                "model": {"type": "M", "num_channels": 3},
+                "val_dataset": {"type": "D", "channels": "y"},
+            },
+            "val_dataset.channels is 'y' (1-channel images) but model.num_channels is 3",
+        ),
+        (
+            {
+                "model": {"type": "M", "scale": 2},
+                "train_dataset": {"type": "D", "degradations": [{"type": "B", "scale": 3}]},
+            },
+            "train_dataset.degradations downscale by 3 but model.scale is 2",
+        ),
+        (
+            {"model": {"type": "M", "in_c": 3}, "infer": {"color": "y"}},
+            "infer.color 'y' needs a 1-channel model, but model.in_c is 3",
+        ),
+        (
+            {"model": {"type": "M", "in_channels": 3}, "infer": {"color": "raw"}},
+            "infer.color 'raw' needs a 4-channel model",
+        ),
+        (
+            {"model": {"type": "M", "scale": 4}, "infer": {"scale": 2}},
+            "infer.scale is 2 but model.scale is 4",
+        ),
+    ],
+)
+def test_sections_must_agree(cfg, phrase):
+    from ppRestore.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        validate(cfg, source="c.yml")
+
+
+def test_sections_that_agree_pass():
+    from ppRestore.config import validate
+
+    ok = {
+        "model": {"type": "M", "num_channels": 1, "scale": 3},
+        "train_dataset": {
+            "type": "D",
+            "channels": "y",
+            "degradations": [{"type": "B", "scale": 3}],
+        },
+        "infer": {"color": "y", "upsample_input": True},
+    }
+    assert validate(ok) is ok

@@ -178,7 +178,8 @@ def _cli(*argv: str) -> int:
 
 @pytest.mark.parametrize("suffix", [".pdparams", ".safetensors"])
 def test_cli_converts_fixture_and_output_matches_official(tmp_path, suffix, capsys):
-    paddle = pytest.importorskip("paddle")
+    import paddle
+
     from ppRestore.models.cmfnet import CMFNet
     from ppRestore.weights.safe_load import load_model_weights
 
@@ -245,7 +246,7 @@ def test_cli_reports_bad_checkpoints(tmp_path, capsys, edit, expect):
 
     src = _tiny_state_npz(tmp_path, edit)
     dst = str(tmp_path / "out.pdparams")
-    assert _cli("--arch", "cmfnet", "--src", src, "--dst", dst, *TINY_OPTS) == 1
+    assert _cli("--arch", "cmfnet", "--src", src, "--dst", dst, *TINY_OPTS) == 2
     err = capsys.readouterr().err
     assert err.startswith("convert_weights: error:") and err.count("\n") == 1
     assert re.search(expect, err), err
@@ -253,12 +254,13 @@ def test_cli_reports_bad_checkpoints(tmp_path, capsys, edit, expect):
 
 
 def test_cli_wrong_width_and_arch_errors(tmp_path, capsys):
+    """Wrong arguments and files exit 2 (ppRestore.errors), like the other tools."""
     dst = str(tmp_path / "out.pdparams")
-    assert _cli("--arch", "cmfnet", "--src", TINY_PTH, "--dst", dst) == 1
+    assert _cli("--arch", "cmfnet", "--src", TINY_PTH, "--dst", dst) == 2
     assert "-o model.n_feat" in capsys.readouterr().err  # hint for reduced-width checkpoints
-    assert _cli("--arch", "cmfnett", "--src", TINY_PTH, "--dst", dst) == 1
+    assert _cli("--arch", "cmfnett", "--src", TINY_PTH, "--dst", dst) == 2
     assert "Did you mean 'cmfnet'" in capsys.readouterr().err
-    assert _cli("--arch", "cmfnet", "--src", TINY_PTH, "--dst", dst, "-o", "n_feat=8") == 1
+    assert _cli("--arch", "cmfnet", "--src", TINY_PTH, "--dst", dst, "-o", "n_feat=8") == 2
     assert "model.KEY=VALUE" in capsys.readouterr().err
-    assert _cli("--arch", "cmfnet", "--src", str(tmp_path / "nope.pth"), "--dst", dst) == 1
+    assert _cli("--arch", "cmfnet", "--src", str(tmp_path / "nope.pth"), "--dst", dst) == 2
     assert "not found" in capsys.readouterr().err

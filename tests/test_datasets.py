@@ -67,7 +67,7 @@ def test_degradation_errors():
 
 
 def test_bicubic_downscale_uses_matlab_imresize():
-    resize = pytest.importorskip("ppRestore.data.resize")  # written on the models-b branch
+    from ppRestore.data import resize
     img = np.random.default_rng(0).random((26, 25, 3)).astype(np.float32)
     out = DEGRADATIONS.build({"type": "BicubicDownscale", "scale": 4})(
         img, np.random.default_rng(0)
@@ -133,7 +133,6 @@ def test_synthetic_dataset_determinism(tmp_path):
 
 
 def test_synthetic_sr_dataset(tmp_path):
-    pytest.importorskip("ppRestore.data.resize")
     root = make_images(str(tmp_path / "c"), n=2, size=30)
     ds = SyntheticDataset(root, degradations=[{"type": "BicubicDownscale", "scale": 3}], mode="val")
     lq, gt, _ = ds[0]

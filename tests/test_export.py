@@ -105,7 +105,6 @@ def test_bf16_close_to_fp32_and_int8_refused_on_cpu(exported):
 def test_tiny_cmfnet_export_matches_dynamic_at_333x517(tmp_path):
     # The real architecture (reduced width): pooling/transposed-conv resampling, shared
     # PReLU, channel/pixel/spatial attention all go through to_static + oneDNN.
-    pytest.importorskip("ppRestore.models.cmfnet")
     cfg = {"model": {"type": "CMFNet", "n_feat": 4, "scale_unetfeats": 2, "reduction": 2}}
     paddle.seed(0)
     model = MODELS.get("CMFNet")(n_feat=4, scale_unetfeats=2, reduction=2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -20,36 +19,17 @@ from ppRestore.data.io import read_image, write_image
 from ppRestore.inference.batch import output_path
 from ppRestore.registry import MODELS
 from ppRestore.weights.safe_load import save_weights
+from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
 
 
 def run_cli(script: str, *args: str) -> subprocess.CompletedProcess:
-    code = (
-        "import sys, runpy, toy_models; "
-        f"sys.argv = [{script!r}] + sys.argv[1:]; "
-        f"runpy.run_path({os.path.join(REPO, script)!r}, run_name='__main__')"
-    )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, TESTS]), GLOG_minloglevel="3")
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    return helpers.run_cli(script, *args, preload=("toy_models",))
 
 
-def run_inproc(script: str, *args: str, capsys=None) -> tuple:
-    """Run a CLI's main() in this process (same code path, no interpreter start-up)."""
-    import runpy
-
-    mod = runpy.run_path(os.path.join(REPO, script))
-    code = mod["main"](list(args))
-    err = capsys.readouterr().err if capsys is not None else ""
-    return code, err
+run_inproc = helpers.run_main
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """tools/infer.py on raw (Bayer) frames with a PmrNet (``infer.color: raw``).
 
 A tiny seeded PmrNet is saved with safe_load; the real CLI runs in a subprocess and its
-``.npy`` results must equal ``denoise_raw`` called directly with the same model.
+``.npy`` results must equal ``denoise_raw`` called directly with the same model
+(``pad="end"``: the Predictor pads the packed frame once, at the bottom/right, as it
+pads every model).
 """
 
 from __future__ import annotations
@@ -18,21 +20,14 @@ import yaml
 from ppRestore.data.raw import add_raw_noise, denoise_raw, normalize_bayer
 from ppRestore.models.pmrnet import PmrNet
 from ppRestore.weights.safe_load import save_weights
+from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLACK, WHITE, ISO = 64, 1023, 3200
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO, GLOG_minloglevel="3")
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "infer.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    return helpers.run_cli("tools/infer.py", *args)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +74,7 @@ def test_cli_file_uint16_equals_denoise_raw(setup, tmp_path):
     assert r.returncode == 0, r.stderr
     res = np.load(out / "a_u16.npy")
     assert res.shape == setup["u16"].shape and res.dtype == np.uint16
-    direct = denoise_raw(setup["u16"], ISO, setup["model"], "RGGB", BLACK, WHITE)
+    direct = denoise_raw(setup["u16"], ISO, setup["model"], "RGGB", BLACK, WHITE, pad="end")
     expect = np.round(direct.astype(np.float64) * (WHITE - BLACK) + BLACK).astype(np.uint16)
     # same computation in another process: at most one DN of rounding difference
     assert np.abs(res.astype(int) - expect.astype(int)).max() <= 1
@@ -115,7 +110,7 @@ def test_cli_folder_float_and_bad_file(setup, tmp_path):
     f_in = np.load(setup["frames"] / "b_float.npy")
     f_out = np.load(out / "b_float.npy")
     assert f_out.dtype == f_in.dtype and f_out.shape == f_in.shape
-    direct = denoise_raw(f_in, ISO, setup["model"], "RGGB", BLACK, WHITE)
+    direct = denoise_raw(f_in, ISO, setup["model"], "RGGB", BLACK, WHITE, pad="end")
     np.testing.assert_allclose(f_out, direct * (WHITE - BLACK) + BLACK, atol=1e-3)
 
 
@@ -130,7 +125,7 @@ def test_cli_float_no_levels_bggr(setup, tmp_path):
     f_in = np.load(src)
     f_out = np.load(out / "b_float.npy")
     assert f_out.dtype == np.float32 and f_out.shape == f_in.shape
-    direct = denoise_raw(f_in, 800, setup["model"], "BGGR")
+    direct = denoise_raw(f_in, 800, setup["model"], "BGGR", pad="end")
     np.testing.assert_allclose(f_out, direct, atol=1e-6)
 
 
@@ -151,7 +146,7 @@ def test_predictor_restore_raw_refuses_rgb_model_and_rgb_on_raw(setup):
 
     pred = Predictor.from_model(setup["model"], infer_cfg={"color": "raw"})
     den = pred.restore_raw(setup["u16"], ISO, "RGGB", BLACK, WHITE)
-    direct = denoise_raw(setup["u16"], ISO, setup["model"], "RGGB", BLACK, WHITE)
+    direct = denoise_raw(setup["u16"], ISO, setup["model"], "RGGB", BLACK, WHITE, pad="end")
     np.testing.assert_allclose(den, direct, atol=1e-6)
     with pytest.raises(ValueError, match="raw"):
         pred.predict(np.zeros((8, 8, 3), np.float32))
@@ -180,6 +175,6 @@ def test_exported_raw_model_through_deploy_cli(setup, tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     res = np.load(out / "a_u16.npy")
-    direct = denoise_raw(setup["u16"], ISO, setup["model"], "RGGB", BLACK, WHITE)
+    direct = denoise_raw(setup["u16"], ISO, setup["model"], "RGGB", BLACK, WHITE, pad="end")
     expect = np.round(direct.astype(np.float64) * (WHITE - BLACK) + BLACK)
     assert res.dtype == np.uint16 and np.abs(res - expect).max() <= 1

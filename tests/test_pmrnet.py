@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import paddle  # a hard dependency: a broken install must fail, not skip
 import pytest
-
-paddle = pytest.importorskip("paddle")
 
 from ppRestore.registry import CONVERTERS, MODELS  # noqa: E402
 from ppRestore.weights.safe_load import WeightsError, load_state_dict  # noqa: E402

@@ -93,9 +93,6 @@ def test_self_ensemble_identity_for_equivariant_model():
 def test_super_resolution_size_and_alpha():
     p = Predictor.from_model(build("_ToySR"))
     rgba = np.dstack([rand_u8(15, 22, 3), rand_u8(15, 22, 1, seed=3)])
-    pytest.importorskip(
-        "ppRestore.data.resize", reason="alpha upscaling uses ppRestore.data.resize (models-b)"
-    )
     out = p.restore(rgba)
     assert out.shape == (30, 44, 4)
 
@@ -171,9 +168,6 @@ def test_options_validation():
 
 
 def test_color_y_pipeline():
-    pytest.importorskip(
-        "ppRestore.data.color", reason="color: y uses ppRestore.data.color (models-b branch)"
-    )
     from ppRestore.data.color import rgb2ycbcr
 
     p = Predictor.from_model(build("_ToyIdentity", channels=1), color="y")

@@ -163,12 +163,15 @@ trees = st.recursive(
 @PROPS
 @given(
     st.dictionaries(
-        st.text(min_size=1, max_size=6).filter(lambda k: k != "_inherited_"), trees, max_size=4
+        st.text(min_size=1, max_size=6).filter(lambda k: k not in ("_inherited_", "type")),
+        trees,
+        max_size=4,
     ),
     st.integers(1, 10**6),
 )
-def test_config_save_load_round_trip(tmp_path_factory, train, iters):
-    cfg = {"iters": iters, "train": train, "task": "demo"}
+def test_config_save_load_round_trip(tmp_path_factory, args, iters):
+    # model: takes any keys (its constructor checks them); train: keys are checked now
+    cfg = {"iters": iters, "model": {"type": "AnyNet", **args}, "task": "demo"}
     p = tmp_path_factory.mktemp("c") / "c.yml"
     save_config(cfg, str(p))
     assert load_config(str(p)) == cfg

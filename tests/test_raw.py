@@ -200,7 +200,8 @@ def test_isp_preview_writes_png(tmp_path) -> None:
 
 
 def _seeded_pmrnet(fx):
-    paddle = pytest.importorskip("paddle")
+    import paddle
+
     from ppRestore.registry import CONVERTERS, MODELS
     from ppRestore.weights.safe_load import load_state_dict
 
@@ -323,7 +324,8 @@ def test_unprocess_then_isp_recovers_colour() -> None:
 
 def test_denoise_raw_bggr_follows_official_flip() -> None:
     # run_benchmark.py denoises BGGR data by flipping both axes to RGGB and back.
-    paddle = pytest.importorskip("paddle")
+    import paddle
+
     from ppRestore.registry import MODELS
 
     paddle.seed(3)
@@ -334,3 +336,54 @@ def test_denoise_raw_bggr_follows_official_flip() -> None:
     b = raw.denoise_raw(bayer[::-1, ::-1].copy(), 3200, model, "RGGB", clip=False)[::-1, ::-1]
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert not np.allclose(a, bayer, atol=1e-3)  # the random network did change the image
+
+
+# ---- the raw stage of the Predictor and RawImage's value convention (issue 17 item 1)
+
+
+def test_predictor_raw_stage_pads_once_and_matches_denoise_raw_end() -> None:
+    from ppRestore.inference.predictor import Predictor
+
+    import paddle
+
+    seen = []
+
+    class Net(paddle.nn.Layer):
+        pad_multiple, scale, in_channels, out_channels = 32, 1, 4, 4
+
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            # a global mean: the output depends on where the padding went
+            return x * 0.5 + x[:, :, :5, :5].mean()
+
+    rng = np.random.default_rng(5)
+    bayer = rng.random((52, 70)).astype(np.float32)
+    net = Net()
+    pred = Predictor.from_model(net, infer_cfg={"color": "raw", "pad_multiple": 32})
+    got = pred.restore_raw(bayer, 1600, "GRBG")
+    # one padding step: the packed 26 x 35 frame reaches the network as 32 x 64
+    assert seen == [(1, 4, 32, 64)]
+    ref = raw.denoise_raw(bayer, 1600, net, "GRBG", pad="end")
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    centred = raw.denoise_raw(bayer, 1600, net, "GRBG", pad="reflect")
+    assert np.abs(ref - centred).max() > 1e-3  # so the match above says where it padded
+
+
+@pytest.mark.parametrize(
+    "dtype, black, white",
+    [(np.uint16, 64, 1023), (np.uint16, [60, 64, 64, 70], 1023), (np.float32, None, None)],
+)
+def test_read_raw_remembers_dtype_and_levels(tmp_path, dtype, black, white) -> None:
+    rng = np.random.default_rng(1)
+    if dtype is np.float32:
+        arr = rng.random((10, 12)).astype(np.float32)
+    else:
+        arr = rng.integers(100, 1000, (10, 12)).astype(dtype)
+    np.save(tmp_path / "f.npy", arr)
+    img = raw.read_raw(str(tmp_path / "f.npy"), "BGGR", black, white)
+    assert img.dtype == arr.dtype and img.bayer.dtype == np.float32
+    back = img.to_stored(img.bayer)
+    assert back.dtype == arr.dtype
+    np.testing.assert_allclose(
+        back.astype(np.float64), arr.astype(np.float64), atol=0.5 if dtype is np.uint16 else 1e-6
+    )

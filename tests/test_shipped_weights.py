@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import paddle  # a hard dependency: a broken install must fail, not skip
 import pytest
 
-paddle = pytest.importorskip("paddle")
 skdata = pytest.importorskip("skimage.data")
 
 from ppRestore.builder import build_model  # noqa: E402

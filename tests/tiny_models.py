@@ -4,12 +4,11 @@ import paddle
 import paddle.nn as nn
 
 from ppRestore.registry import LOSSES, MODELS
+from tests.helpers import register_once
 
 
 def _register(cls):
-    if cls.__name__ not in MODELS._items:
-        MODELS.register(cls)
-    return MODELS._items[cls.__name__]
+    return register_once(MODELS, cls)
 
 
 class TinyRestorer(nn.Layer):
@@ -50,8 +49,7 @@ class NaNAtCall(nn.Layer):
         return loss * float("nan") if self.calls >= self.at else loss
 
 
-if "NaNAtCall" not in LOSSES._items:
-    LOSSES.register(NaNAtCall)
+register_once(LOSSES, NaNAtCall)
 
 
 class AuxFeatL2(nn.Layer):
@@ -63,5 +61,4 @@ class AuxFeatL2(nn.Layer):
         return paddle.mean(aux["feat"] ** 2)
 
 
-if "AuxFeatL2" not in LOSSES._items:
-    LOSSES.register(AuxFeatL2)
+register_once(LOSSES, AuxFeatL2)

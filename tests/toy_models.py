@@ -14,12 +14,12 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from ppRestore.registry import MODELS
+from tests.helpers import register_once
 
 
 def _register(cls):
     # Idempotent: tests and the CLI subprocess may import this module more than once.
-    if cls.__name__ not in MODELS._items:
-        MODELS.register(cls)
+    register_once(MODELS, cls)
     return cls
 
 

@@ -1,96 +1,16 @@
 """Convert an official (PyTorch, ...) checkpoint into ppRestore weights.
 
-Example::
-
-    python tools/convert_weights.py --arch cmfnet --src deblur_model.pth \
-        --dst cmfnet_deblur.pdparams
-    python tools/convert_weights.py --arch cmfnet --src tiny.pth --dst tiny.pdparams \
-        -o model.n_feat=8 model.scale_unetfeats=3
+Thin shim (PaddleSeg-style ``python tools/convert_weights.py ...`` from a clone); the command lives
+in :mod:`ppRestore.commands.convert`, also run as ``pprestore convert ...`` once installed.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Convert a foreign checkpoint to .pdparams/.safetensors"
-    )
-    p.add_argument("--arch", required=True, help="architecture, e.g. cmfnet")
-    p.add_argument("--src", required=True, help="foreign checkpoint (.pth/.pt/.npz/.safetensors)")
-    p.add_argument("--dst", required=True, help="output .pdparams or .safetensors")
-    p.add_argument("--source", default=None, help="converter variant: uses '<arch>:<source>'")
-    p.add_argument("--key", default=None, help="checkpoint entry holding the weights")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "torch", "zip"],
-        help="torch zip reader: torch.load (weights_only) or the torch-free reader",
-    )
-    p.add_argument(
-        "--model_kwargs",
-        default=None,
-        help="constructor overrides as YAML/JSON, e.g. '{\"n_feat\": 16}'",
-    )
-    p.add_argument(
-        "-o",
-        "--opts",
-        nargs="+",
-        default=[],
-        help="constructor overrides model.KEY=VALUE (e.g. model.n_feat=16)",
-    )
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    import yaml
-
-    from ppRestore.config import ConfigError, parse_override
-    from ppRestore.registry import RegistryError
-    from ppRestore.weights.convert import convert_checkpoint
-    from ppRestore.weights.safe_load import UnsafeWeightsError, WeightsError
-
-    try:
-        kwargs = {}
-        if args.model_kwargs:
-            kw = yaml.safe_load(args.model_kwargs)
-            if not isinstance(kw, dict):
-                raise ConfigError(f"--model_kwargs must be a mapping, got {args.model_kwargs!r}")
-            kwargs.update(kw)
-        for item in args.opts:
-            parts, value = parse_override(item)
-            if len(parts) != 2 or parts[0] != "model":
-                raise ConfigError(f"override '{item}': only model.KEY=VALUE is accepted here")
-            kwargs[parts[1]] = value
-        info = convert_checkpoint(
-            args.arch,
-            args.src,
-            args.dst,
-            source=args.source,
-            model_kwargs=kwargs,
-            key=args.key,
-            backend=args.backend,
-        )
-    except (WeightsError, UnsafeWeightsError, ConfigError, RegistryError, ValueError) as e:
-        msg = str(e)
-        if "mismatched key" in msg:
-            msg += (
-                " (a reduced-width checkpoint? pass its constructor args, e.g. -o model.n_feat=16)"
-            )
-        print(f"convert_weights: error: {msg}", file=sys.stderr)
-        return 1
-    print(
-        f"converted {info['src']} -> {info['dst']} ({args.arch}: {info['num_tensors']} "
-        f"tensors, {info['num_params']:,} parameters)"
-    )
-    return 0
-
+from ppRestore.commands.convert import *  # noqa: E402,F403
+from ppRestore.commands.convert import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

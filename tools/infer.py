@@ -1,85 +1,16 @@
 """Restore images with a trained model (dynamic graph).
 
-    python tools/infer.py -c configs/cmfnet/cmfnet_deblur.yml --model_path W.pdparams \
-        --image_path photos/ --save_dir output/restored [--tile auto] [--compare]
-
-``--image_path`` is a file, a folder or a glob; each result keeps its input's name and
-size (16-bit images in an 8-bit-only format are saved as .png). Exit code 1 when any
-file failed. The same code serves deploy/python/infer.py (Paddle Inference).
-
-Raw models (``infer: {color: raw}``, configs/pmrnet/pmrnet_raw.yml) take Bayer frames
-(``.npy`` 2-D arrays, ``.dng`` and other camera raw files with rawpy) and need the ISO:
-
-    python tools/infer.py -c configs/pmrnet/pmrnet_raw.yml --model_path W.pdparams \
-        --image_path frames/ --save_dir output/raw --iso 1600 [--bayer_pattern RGGB] \
-        [--black_level 64 --white_level 1023] [--compare]
-
-Each frame gives NAME.npy (denoised, same dtype and levels as the input) and NAME.png
-(a preview through a simple ISP).
+Thin shim (PaddleSeg-style ``python tools/infer.py ...`` from a clone); the command lives
+in :mod:`ppRestore.commands.infer`, also run as ``pprestore infer ...`` once installed.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def main(argv=None) -> int:
-    from ppRestore.inference.cli import (
-        add_common_args,
-        check_raw_args,
-        infer_overrides,
-        run_and_report,
-    )
-
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("-c", "--config", required=True, help="model config (YAML)")
-    p.add_argument(
-        "--model_path",
-        required=True,
-        help="weights: .pdparams/.safetensors file, https URL or zoo name",
-    )
-    p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
-    add_common_args(p)
-    args = p.parse_args(argv)
-
-    from ppRestore.config import ConfigError
-    from ppRestore.data.io import ImageReadError, ImageWriteError
-    from ppRestore.registry import RegistryError
-    from ppRestore.weights.safe_load import WeightsError
-
-    try:
-        from ppRestore.inference.predictor import Predictor
-
-        predictor = Predictor.from_config(
-            args.config,
-            args.model_path,
-            device=args.device,
-            opts=args.opts,
-            **infer_overrides(args),
-        )
-        problem = check_raw_args(predictor, args)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-        return run_and_report(predictor, args)
-    except (
-        ConfigError,
-        WeightsError,
-        RegistryError,
-        ImageReadError,
-        ImageWriteError,
-        ValueError,
-        FileNotFoundError,
-    ) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, (ConfigError, RegistryError)) else 1
-
+from ppRestore.commands.infer import *  # noqa: E402,F403
+from ppRestore.commands.infer import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,115 +1,16 @@
 """Evaluate weights on a config's val_dataset: per-image CSV + summary.
 
-``python tools/val.py -c CONFIG --model_path W [--crop_border N] [--test_y_channel] [--save_dir DIR]``
-
-An exported model (``tools/export.py``) is scored the same way, on the engine and
-precision it will be deployed with:
-
-``python tools/val.py -c CONFIG --exported DIR [--backend paddle|onnx] [--precision fp32|bf16]``
+Thin shim (PaddleSeg-style ``python tools/val.py ...`` from a clone); the command lives
+in :mod:`ppRestore.commands.val`, also run as ``pprestore val ...`` once installed.
 """
 
-import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Evaluate a model on val_dataset")
-    p.add_argument("-c", "--config", required=True)
-    p.add_argument("-o", "--opts", nargs="+", default=[])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model_path", help="weights file (.pdparams/.safetensors) or zoo name")
-    src.add_argument("--exported", help="an exported model folder (deploy.yaml) instead of weights")
-    p.add_argument("--backend", choices=["paddle", "onnx"], default="paddle", help="--exported")
-    p.add_argument(
-        "--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32", help="--exported"
-    )
-    p.add_argument("--cpu_threads", type=int, default=None, help="--exported, on CPU")
-    p.add_argument("--crop_border", type=int, default=None)
-    p.add_argument("--test_y_channel", action="store_true", default=None)
-    p.add_argument("--save_dir", default="output/val")
-    p.add_argument("--device", choices=["cpu", "gpu"], default=None)
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from ppRestore.config import ConfigError, load_config
-    from ppRestore.registry import RegistryError
-
-    try:
-        cfg = load_config(args.config, args.opts)
-    except (ConfigError, RegistryError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if "val_dataset" not in cfg:
-        print("error: the config has no val_dataset section", file=sys.stderr)
-        return 2
-    import paddle
-
-    from ppRestore.builder import build_model
-    from ppRestore.data.datasets import build_dataset, val_seed
-    from ppRestore.engine.evaluator import Evaluator
-    from ppRestore.weights.safe_load import WeightsError, load_model_weights
-
-    if args.device:
-        paddle.set_device(args.device)
-    val = dict(cfg.get("val") or {})
-    if args.crop_border is not None:
-        val["crop_border"] = args.crop_border
-    if args.test_y_channel:
-        val["test_y_channel"] = True
-    try:
-        if args.exported:
-            from ppRestore.inference.predictor import Predictor
-
-            model = Predictor.from_exported(
-                args.exported,
-                backend=args.backend,
-                device=args.device or "cpu",
-                cpu_threads=args.cpu_threads,
-                precision=args.precision,
-            )
-        else:
-            model = build_model(cfg["model"])
-            load_model_weights(model, args.model_path)
-        ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
-    except (WeightsError, RegistryError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from ppRestore.data.io import ImageReadError, ImageWriteError
-
-    try:
-        res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(
-            model, save_dir=args.save_dir
-        )
-        source = (
-            {"exported": args.exported, "backend": args.backend, "precision": args.precision}
-            if args.exported
-            else {"model_path": args.model_path}
-        )
-        summary = {"images": len(res.rows), **res.as_dict(), **source, **val}
-        with open(os.path.join(args.save_dir, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-    except (ImageReadError, ImageWriteError, ValueError, OSError) as e:
-        # a bad image in the val set (named in the message) or an unwritable save_dir:
-        # one line, not a traceback; metrics over a partial set would mislead, so stop.
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"[EVAL] {len(res.rows)} images, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
-        + (
-            f", degraded input PSNR: {res.input_psnr:.4f}, SSIM: {res.input_ssim:.4f}"
-            if res.input_psnr is not None
-            else ""
-        )
-    )
-    print(f"per-image CSV: {os.path.join(args.save_dir, 'per_image.csv')}")
-    return 0
-
+from ppRestore.commands.val import *  # noqa: E402,F403
+from ppRestore.commands.val import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 """Restore images with an exported model on Paddle Inference (or ONNX Runtime).
 
     python deploy/python/infer.py --config output/export/deploy.yaml \
-        --image_path photos/ --save_dir output/restored [--enable_mkldnn] [--cpu_threads 2] \
+        --image_path photos/ --save_dir output/restored [--cpu_threads 2] \
         [--precision fp32|bf16|fp16|int8] [--use_trt] [--device gpu] [--benchmark]
 
 The pre/post-processing, tiling and batch handling are ppRestore's (the same code as
@@ -20,12 +20,7 @@ sys.path.insert(0, REPO)
 
 
 def main(argv=None) -> int:
-    from ppRestore.inference.cli import (
-        add_common_args,
-        check_raw_args,
-        infer_overrides,
-        run_and_report,
-    )
+    from ppRestore.inference.cli import add_common_args
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -37,9 +32,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--cpu_threads", type=int, default=None, help="CPU math threads (default: all cores)"
     )
-    p.add_argument(
-        "--enable_mkldnn", action="store_true", default=None, help="oneDNN on CPU (default on)"
-    )
+    # oneDNN is on by default; the flag PaddleSeg users type is accepted and does nothing.
+    p.add_argument("--enable_mkldnn", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--disable_mkldnn", action="store_true", help="plain CPU kernels (slow; for debugging)"
     )
@@ -58,11 +52,17 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
-    from ppRestore.data.io import ImageReadError, ImageWriteError
+    from ppRestore.errors import run_cli
+
+    return run_cli(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ppRestore.errors import first_line
+    from ppRestore.inference.cli import check_raw_args, infer_overrides, run_and_report
+    from ppRestore.inference.predictor import Predictor
 
     try:
-        from ppRestore.inference.predictor import Predictor
-
         predictor = Predictor.from_exported(
             args.config,
             backend=args.backend,
@@ -73,25 +73,15 @@ def main(argv=None) -> int:
             use_trt=args.use_trt,
             **infer_overrides(args),
         )
-        problem = check_raw_args(predictor, args)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-        if args.benchmark:
-            return benchmark(predictor, args)
-        return run_and_report(predictor, args)
-    except (ImageReadError, ImageWriteError, ValueError, FileNotFoundError, ImportError) as e:
-        print(f"error: {_first_line(e)}", file=sys.stderr)
-        return 1
-    except RuntimeError as e:  # Paddle Inference: a corrupt model.json
-        print(f"error: {args.config}: cannot load the model ({_first_line(e)})", file=sys.stderr)
-        return 1
-
-
-def _first_line(e: BaseException) -> str:
-    """Paddle Inference reports a corrupt model.json/.pdiparams as a multi-line C++ error
-    (message, hint, source location); its first line says what is wrong."""
-    return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    except RuntimeError as e:  # Paddle Inference: a corrupt model.json (a C++ trace)
+        raise RuntimeError(f"{args.config}: cannot load the model ({first_line(e)})") from None
+    problem = check_raw_args(predictor, args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.benchmark:
+        return benchmark(predictor, args)
+    return run_and_report(predictor, args)
 
 
 def benchmark(predictor, args) -> int:
@@ -103,7 +93,7 @@ def benchmark(predictor, args) -> int:
 
     times = []
     if is_raw(predictor):
-        from ppRestore.data.raw import read_raw
+        from ppRestore.data.raw_io import read_raw
         from ppRestore.inference.batch import list_raw_files
 
         def timed_raw(bayer, iso, pattern):

@@ -16,12 +16,13 @@ from __future__ import annotations
 import glob
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import List
 
 import numpy as np
+
+from ..files import atomic_write, list_folder
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -484,13 +485,6 @@ def _jpeg_with_icc(jpg: bytes, icc: bytes) -> bytes:
     return jpg[:pos] + segs + jpg[pos:]
 
 
-def _chmod_default(path: str) -> None:
-    # mkstemp creates 0600 files; give outputs the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_image(
     path: str,
     data: np.ndarray,
@@ -522,20 +516,12 @@ def write_image(
         raise ImageWriteError(f"{path}: is a folder")
     try:
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=d)
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write to folder {d} ({e.strerror or e})") from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda f: f.write(blob), suffix=ext, fsync=False)
     except OSError as e:
         raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def is_image_file(name: str) -> bool:
@@ -556,16 +542,11 @@ def list_images(spec: str) -> List[str]:
         return [spec]
     if os.path.isdir(spec):
         try:
-            names = os.listdir(spec)
+            files = list_folder(spec, IMAGE_EXTENSIONS)
         except OSError as e:
             raise ImageReadError(f"{spec}: cannot list folder ({e.strerror or e})") from None
-        files = sorted(
-            os.path.join(spec, f)
-            for f in names
-            if not f.startswith(".") and is_image_file(f) and os.path.isfile(os.path.join(spec, f))
-        )
         if not files:
-            what = "is empty" if not names else "has no image files"
+            what = "is empty" if not os.listdir(spec) else "has no image files"
             raise ImageReadError(
                 f"{spec}: folder {what} (looked for {', '.join(IMAGE_EXTENSIONS)})"
             )

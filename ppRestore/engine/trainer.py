@@ -22,11 +22,12 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict
 
 import numpy as np
 
+from ..builder import restored_output
 from . import checkpoint as ckpt
 from . import dist
 from .logger import VDLWriter, format_eta, get_logger
@@ -63,7 +64,6 @@ class TrainOptions:
     to_static: bool = False  # train through paddle.jit.to_static (opt-in, see docs)
     resume_model: str | None = None
     device: str | None = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """One-line ValueErrors for values that used to crash later (``save_interval 0``:
@@ -302,11 +302,9 @@ class Trainer:
         with ctx:
             if self.loss.needs_aux:
                 aux = self.train_model(lq, return_aux=True)
-                pred = aux["out"]
+                pred = restored_output(aux)
             else:
-                aux, pred = None, self.train_model(lq)
-            if isinstance(pred, (list, tuple)):
-                pred = pred[0]
+                aux, pred = None, restored_output(self.train_model(lq))
             total, terms = self.loss(pred.astype("float32"), gt, aux)
         return total, terms
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Tuple, Union
 
 import numpy as np
 
-from ..data.io import Image, ImageReadError, ImageWriteError, read_image, write_image
+from ..data.io import Image, ImageWriteError, read_image, write_image
 
 __all__ = ["GuiController", "ModelSpec", "RestoreJob", "RestoreCancelled", "error_message"]
 
@@ -73,40 +73,13 @@ def _short(path: str, keep: int = 2) -> str:
     return os.sep.join(parts[-keep:]) if len(parts) > keep else path
 
 
-def _first_line(text: str, limit: int = 300) -> str:
-    for line in str(text).splitlines():
-        line = line.strip()
-        if line:
-            return line if len(line) <= limit else line[: limit - 3] + "..."
-    return ""
-
-
 def error_message(exc: BaseException) -> str:
     """One line for an error dialog: what kind of problem, then the library's message
-    (which already names the file and the key)."""
-    from ..config import ConfigError
-    from ..registry import RegistryError
-    from ..weights.safe_load import UnsafeWeightsError, WeightsError
+    (which already names the file and the key). The wording comes from the one error
+    table in :mod:`ppRestore.errors`, shared with the command-line tools."""
+    from ..errors import gui_message
 
-    text = _first_line(str(exc)) or type(exc).__name__
-    if isinstance(exc, ImageReadError):
-        return f"Cannot read image: {text}"
-    if isinstance(exc, ImageWriteError):
-        return f"Cannot save image: {text}"
-    if isinstance(exc, UnsafeWeightsError):
-        return f"Refused unsafe weights file: {text}"
-    if isinstance(exc, WeightsError):
-        return f"Weights problem: {text}"
-    if isinstance(exc, (ConfigError, RegistryError)):
-        return f"Config problem: {text}"
-    if isinstance(exc, FileNotFoundError):
-        return f"Not found: {text}"
-    if isinstance(exc, MemoryError):
-        return "Out of memory: try Tile 'auto' or a smaller tile size"
-    if isinstance(exc, ValueError):
-        return f"Invalid input: {text}"
-    # Paddle errors carry long C++ traces: the first line is the useful part.
-    return f"{type(exc).__name__}: {text}"
+    return gui_message(exc)
 
 
 class RestoreJob:

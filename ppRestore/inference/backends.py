@@ -18,6 +18,8 @@ from typing import Any, List, Sequence
 
 import numpy as np
 
+from ..builder import restored_output
+
 __all__ = [
     "Backend",
     "DynamicBackend",
@@ -37,16 +39,6 @@ class Backend:
 
     def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-def _first_output(out: Any) -> Any:
-    # Models that return auxiliary outputs give a dict with "out" (design contract) or a
-    # sequence whose first item is the restored image.
-    if isinstance(out, dict):
-        return out["out"]
-    if isinstance(out, (list, tuple)):
-        return out[0]
-    return out
 
 
 class DynamicBackend(Backend):
@@ -71,7 +63,7 @@ class DynamicBackend(Backend):
         import paddle
 
         with paddle.no_grad():
-            out = _first_output(
+            out = restored_output(
                 self.model(paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32)))
             )
         return out.numpy().astype(np.float32, copy=False)

@@ -34,6 +34,7 @@ from ..data.io import (
     read_image,
     write_image,
 )
+from ..files import atomic_write, list_folder
 
 __all__ = [
     "BatchResult",
@@ -274,35 +275,19 @@ def _run_files(
 def list_raw_files(spec: str) -> List[str]:
     """Like :func:`~ppRestore.data.io.list_images` for raw frames: a file or glob as
     given, a folder's ``.npy`` and camera raw files (other files are skipped)."""
-    from ..data.raw import RAW_EXTENSIONS
+    from ..data.raw_io import RAW_EXTENSIONS
 
     spec = os.fspath(spec)
     if os.path.isdir(spec):
         exts = (".npy",) + RAW_EXTENSIONS
         try:
-            names = os.listdir(spec)
+            files = list_folder(spec, exts)
         except OSError as e:
             raise ImageReadError(f"{spec}: cannot list folder ({e.strerror or e})") from None
-        files = sorted(
-            os.path.join(spec, n)
-            for n in names
-            if not n.startswith(".")
-            and os.path.splitext(n)[1].lower() in exts
-            and os.path.isfile(os.path.join(spec, n))
-        )
         if not files:
             raise ImageReadError(f"{spec}: folder has no raw files (looked for {', '.join(exts)})")
         return files
     return list_images(spec)
-
-
-def _denormalize(x01: np.ndarray, like: np.dtype, black: float, white: float) -> np.ndarray:
-    """``[0, 1]`` Bayer back to the input's value convention (dtype and levels)."""
-    y = x01.astype(np.float64) * (white - black) + black
-    if np.issubdtype(like, np.integer):
-        info = np.iinfo(like)
-        return np.clip(np.rint(y), info.min, info.max).astype(like)
-    return y.astype(like)
 
 
 def run_raw_batch(
@@ -324,7 +309,7 @@ def run_raw_batch(
     Each frame gives ``NAME.npy``, the denoised Bayer in the input's convention (a
     ``.npy`` keeps its dtype and black/white levels; a camera raw file gives float32 in
     ``[0, 1]``), and ``NAME.png``, a preview through the simple ISP
-    (:func:`~ppRestore.data.raw.save_raw_preview`); ``compare=True`` adds
+    (:func:`~ppRestore.data.isp.save_raw_preview`); ``compare=True`` adds
     ``NAME_compare.png`` (noisy | denoised previews, same white balance).
 
     Args:
@@ -334,13 +319,9 @@ def run_raw_batch(
         black_level, white_level: levels of integer ``.npy`` frames (default 0 and the
             dtype maximum); for float frames only when given.
     """
-    from ..data.raw import (
-        check_pattern,
-        gray_world_gains,
-        raw_to_rgb,
-        read_raw,
-        save_raw_preview,
-    )
+    from ..data.bayer import check_pattern
+    from ..data.isp import gray_world_gains, raw_to_rgb, save_raw_preview
+    from ..data.raw_io import read_raw
 
     pattern = check_pattern(pattern)
     if iso is None or not float(iso) > 0:
@@ -352,29 +333,12 @@ def run_raw_batch(
         dst = check_dst(os.path.join(save_dir, stem + ".npy"))
         png = check_dst(os.path.join(save_dir, stem + ".png"))
         is_npy = f.lower().endswith(".npy")
-        raw = read_raw(
-            f, pattern if is_npy else None, black_level, white_level
-        )  # -> [0, 1] float32, one-line RawError when unreadable
+        # -> [0, 1] float32 plus the file's dtype and levels; one-line RawError when unreadable
+        raw = read_raw(f, pattern if is_npy else None, black_level, white_level)
         den = restore_raw(raw.bayer, float(iso), raw.pattern)
-        if is_npy:
-            like = np.load(f, mmap_mode="r", allow_pickle=False).dtype
-            integer = np.issubdtype(like, np.integer)
-            if integer or black_level is not None or white_level is not None:
-                black = float(black_level or 0.0)
-                white = (
-                    float(white_level)
-                    if white_level is not None
-                    else float(np.iinfo(like).max)
-                    if integer
-                    else 1.0
-                )
-            else:
-                black, white = 0.0, 1.0
-            out = _denormalize(den, like, black, white)
-        else:
-            out = den.astype(np.float32)
-        try:
-            np.save(dst, out, allow_pickle=False)
+        out = raw.to_stored(den)  # same dtype and levels as the input (.npy), else float32
+        try:  # atomic like the images: an interrupted run leaves no truncated .npy
+            atomic_write(dst, lambda f: np.save(f, out, allow_pickle=False), fsync=False)
         except OSError as e:
             raise ImageWriteError(f"{dst}: cannot write ({e.strerror or e})") from None
         # one white balance for both previews so the comparison is fair
@@ -396,5 +360,5 @@ def run_raw_batch(
         out = [os.path.join(save_dir, stem + e) for e in (".npy", ".png")]
         return out + [os.path.join(save_dir, stem + "_compare.png")] if compare else out
 
-    # read_raw/denoise_raw raise RawError, a ValueError: caught per file by _run_files.
+    # read_raw and the raw stage raise RawError, a ValueError: caught per file by _run_files.
     return _run_files(files, job, save_dir, overwrite, progress, log, plan)

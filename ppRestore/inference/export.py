@@ -18,6 +18,8 @@ from typing import Any, Dict, Sequence, Union
 
 import numpy as np
 
+from ..builder import restored_output
+
 __all__ = [
     "export_model",
     "export_onnx",
@@ -40,12 +42,7 @@ def _wrap_first_output(model: Any) -> Any:
             self.net = net
 
         def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-            out = self.net(x)
-            if isinstance(out, dict):
-                out = out["out"]
-            elif isinstance(out, (list, tuple)):
-                out = out[0]
-            return out
+            return restored_output(self.net(x))
 
     return _Restored(model)
 
@@ -115,9 +112,8 @@ def export_model(
     """
     import paddle
 
-    from ..builder import PRETRAINED_KEY, build_model
+    from ..builder import PRETRAINED_KEY, build_model, build_model_with_weights
     from ..config import apply_overrides, load_config, validate
-    from ..weights.safe_load import WeightsError, load_model_weights
     from .predictor import InferOptions, Predictor, model_attributes
 
     if fmt not in ("paddle", "onnx"):
@@ -127,12 +123,8 @@ def export_model(
         if isinstance(config, str)
         else validate(apply_overrides(config, opts or []))
     )
-    if not model_path:
-        raise WeightsError("no weights given: pass --model_path; refusing to export random weights")
     paddle.set_device("cpu")
-    model = build_model(cfg["model"])
-    load_model_weights(model, model_path)
-    model.eval()
+    model = build_model_with_weights(cfg["model"], model_path, purpose="export")
     attrs = model_attributes(model)
     infer_cfg = dict(cfg.get("infer") or {})
     options = InferOptions.merge(attrs, infer_cfg)
@@ -197,13 +189,6 @@ def export_model(
         "opt": [1, c, int(opt[2]), int(opt[3])],
         "max": [1, c, 2048, 2048],
     }
-    # PmrNet (raw denoising) keeps its camera pipeline parameters in the config.
-    for key in ("raw", "k_sigma"):
-        if key in infer_cfg:
-            info[key] = infer_cfg[key]
-    raw_params = getattr(model, "raw_params", None)
-    if isinstance(raw_params, dict):
-        info["raw"] = raw_params
     write_deploy_yaml(save_dir, info)
 
     if check or measure_memory:

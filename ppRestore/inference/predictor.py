@@ -26,7 +26,7 @@ The pre/post-processing lives here once, whatever engine runs the network:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Union
 
 import numpy as np
@@ -282,9 +282,8 @@ class Predictor:
             opts: ``-o key=value`` overrides for the config.
             **overrides: :class:`InferOptions` fields (e.g. ``tile=512``).
         """
-        from ..builder import build_model
+        from ..builder import build_model_with_weights
         from ..config import apply_overrides, load_config, validate
-        from ..weights.safe_load import WeightsError, load_model_weights
 
         if isinstance(config, str):
             cfg = load_config(config, opts or [])
@@ -292,17 +291,11 @@ class Predictor:
             cfg = validate(apply_overrides(config, opts or []), source="config")
         if "model" not in cfg:
             raise ValueError("the config has no 'model:' section")
-        if model_path is None or str(model_path).strip() == "":
-            raise WeightsError(
-                "no weights given: pass --model_path (a .pdparams file, an https URL or a zoo "
-                "name); refusing to restore with randomly initialised weights"
-            )
         if device:
             import paddle
 
             paddle.set_device(device)
-        model = build_model(cfg["model"])
-        load_model_weights(model, model_path)
+        model = build_model_with_weights(cfg["model"], model_path)
         pred = cls.from_model(model, device=None, infer_cfg=cfg.get("infer"), **overrides)
         pred.meta.update({"model_type": cfg["model"]["type"], "weights": str(model_path)})
         return pred
@@ -542,28 +535,23 @@ class Predictor:
     ) -> np.ndarray:
         """Denoise a Bayer frame with a packed-raw model (PmrNet, ``infer.color: raw``).
 
-        Runs :func:`ppRestore.data.raw.denoise_raw` (normalisation, pattern flip,
-        packing, k-sigma at ``iso``, padding) with this predictor's backend as the
-        network, so tiling and exported models (Paddle Inference, ONNX) work too.
+        The raw stage (:func:`ppRestore.inference.raw_stage.restore_raw`): normalisation,
+        pattern flip, packing and k-sigma at ``iso`` around this predictor's
+        :meth:`forward`, which pads once, tiles and self-ensembles, so exported models
+        (Paddle Inference, ONNX) run raw frames too.
 
         Args:
             bayer: ``H x W`` float in ``[0, 1]``, or integer raw values with levels.
             iso: capture ISO.
             pattern: CFA pattern of ``bayer``.
-            black_level, white_level: see :func:`ppRestore.data.raw.normalize_bayer`.
+            black_level, white_level: see :func:`ppRestore.data.bayer.normalize_bayer`.
 
         Returns:
             The denoised ``H x W`` float32 Bayer frame in ``[0, 1]``.
         """
-        from ..data.raw import denoise_raw
+        from .raw_stage import restore_raw
 
-        if self.options.resolved_color != "raw":
-            raise ValueError(
-                f"restore_raw needs a raw model (infer.color: raw), this one is "
-                f"'{self.options.resolved_color}'"
-            )
-        net = _RawNet(self.forward, self.meta.get("inp_scale", 1.0))
-        return denoise_raw(bayer, iso, net, pattern, black_level, white_level)
+        return restore_raw(self, bayer, iso, pattern, black_level, white_level)
 
     # --- images in, images out ------------------------------------------------------
 
@@ -620,21 +608,6 @@ class Predictor:
             f"tile {o.tile if o.tile is not None else 'when needed'}, "
             f"self_ensemble {o.self_ensemble})"
         )
-
-    def options_dict(self) -> Dict[str, Any]:
-        return asdict(self.options)
-
-
-class _RawNet:
-    """The predictor's forward as the ``model`` of denoise_raw (which reads
-    ``inp_scale`` to know what part of the input scaling the network applies)."""
-
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], inp_scale: float) -> None:
-        self.fn = fn
-        self.inp_scale = float(inp_scale)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.fn(x)
 
 
 def _imresize(img: np.ndarray, scale: int, output_shape: tuple | None = None) -> np.ndarray:

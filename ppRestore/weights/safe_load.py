@@ -19,7 +19,6 @@ import json
 import math
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, Mapping, Union
 
@@ -37,6 +36,7 @@ from .unpickler import (
     unpickle,
 )
 from .unpickler import loads as _loads
+from ..files import atomic_write as _atomic_write
 
 __all__ = [
     "RestrictedUnpickler", "UnsafeWeightsError", "WeightsError", "check_state_dict",
@@ -178,27 +178,6 @@ def load_weights(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: expected a dict of arrays, got {type(obj).__name__}")
     return dict(obj)
-
-
-def _atomic_write(path: str, write_fn) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename: a crash or a
-    full disk never leaves a half-written file under ``path``."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)  # mkstemp makes 0600 files; use what open() would give
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _as_numpy(v: Any) -> Any:

@@ -24,10 +24,11 @@ import urllib.parse
 import urllib.request
 from typing import Dict
 
+from ..resources import data_dir
 from .safe_load import WeightsError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PRETRAINED_DIR = os.path.join(REPO_ROOT, "pretrained")
+PRETRAINED_DIR = data_dir("pretrained")  # the checkout's pretrained/, or the wheel's copy
 MAX_DOWNLOAD_BYTES = 1 << 30  # 1 GiB: far above any model here; stops a runaway download.
 # Overall time limit of one download (seconds; env PPRESTORE_DOWNLOAD_DEADLINE overrides).
 # The socket timeout is per read, so a server trickling one byte every few seconds would

@@ -1,0 +1,7 @@
+"""``python -m ppRestore <command> ...``: the same as the ``pprestore`` command."""
+
+import sys
+
+from .commands import main
+
+sys.exit(main())
