@@ -183,7 +183,6 @@ def exit_with_parent(worker_id: int = 0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-
 def _rebuildable() -> Dict[str, type]:
     import builtins
 

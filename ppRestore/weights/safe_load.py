@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterable, Mapping, Union
 
 import numpy as np
 
+from ..files import atomic_write as _atomic_write
 from .unpickler import (
     ALLOWED_GLOBALS,
     RestrictedUnpickler,
@@ -36,7 +37,6 @@ from .unpickler import (
     unpickle,
 )
 from .unpickler import loads as _loads
-from ..files import atomic_write as _atomic_write
 
 __all__ = [
     "RestrictedUnpickler", "UnsafeWeightsError", "WeightsError", "check_state_dict",
