@@ -489,7 +489,7 @@ def test_float64_weights_cast_only_when_exact(conv):
     assert "'weight'" in msg and "float64" in msg and "float32" in msg and "\n" not in msg
 
 
-@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "bool", "uint16"])
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "bool", "int16"])
 def test_int_and_bool_weights_are_refused_naming_key_and_dtypes(conv, dtype):
     with pytest.raises(WeightsError) as ei:
         load_state_dict(conv, _state(conv, dtype, np.ones(conv.weight.shape)), source="wi.pdparams")
@@ -652,3 +652,19 @@ def test_bad_crc_npz_is_one_line(tmp_path):
     with pytest.raises(WeightsError, match="Bad CRC-32") as ei:
         read_foreign_checkpoint(str(p))
     assert str(ei.value).startswith(f"{p}: ") and "\n" not in str(ei.value)
+
+
+def test_paddle_bfloat16_weights_load_as_their_bits(conv, tmp_path):
+    """paddle.save writes a bfloat16 tensor as uint16 bit patterns (a bf16 O2 training
+    checkpoint holds such arrays); into a float32 layer they load as the bf16 values."""
+    paddle = pytest.importorskip("paddle")
+    w = paddle.to_tensor(np.full(conv.weight.shape, 0.3, np.float32)).astype("bfloat16")
+    b = paddle.zeros([2]).astype("bfloat16")
+    p = str(tmp_path / "bf16.pdparams")
+    paddle.save({"weight": w, "bias": b}, p)
+    state = load_weights(p)
+    assert state["weight"].dtype == np.uint16
+    load_state_dict(conv, state, source=p)
+    want = (np.full(1, 0.3, np.float32).view(np.uint32) + 0x8000 >> 16 << 16).view(np.float32)
+    np.testing.assert_allclose(conv.weight.numpy(), want[0], rtol=0, atol=1e-3)
+    assert np.all(conv.weight.numpy() == conv.weight.numpy().flat[0])

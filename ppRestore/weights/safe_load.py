@@ -280,9 +280,11 @@ def _checked_array(value: Any, key: str, where: str, want: str = "") -> np.ndarr
     for a float32 layer; a float16 layer rounds float32 as Paddle's AMP does); float64
     weights are cast only if every value is exactly representable (a float64 copy of
     float32 weights is common; rounding real float64 values would silently change the
-    model); int, uint and bool weights are refused (Paddle saves bfloat16 as uint16, and
-    an integer tensor is never what a float layer was trained with). An integer
-    parameter takes integer weights whose values fit.
+    model); uint16 weights are read as bfloat16 bit patterns (that is how Paddle's
+    ``.numpy()`` and ``paddle.save`` give bfloat16 tensors, e.g. from a bf16 O2 training
+    run; no layer has uint16 weights); other int, uint and bool weights are refused (an
+    integer tensor is never what a float layer was trained with). An integer parameter
+    takes integer weights whose values fit.
     """
     try:
         arr = np.asarray(value)
@@ -296,12 +298,19 @@ def _checked_array(value: Any, key: str, where: str, want: str = "") -> np.ndarr
         return arr
     kind = np.dtype(want).kind if want != "bfloat16" else "f"
     if kind == "f":
+        if arr.dtype == np.uint16:
+            # Paddle's .numpy() (and so paddle.save / a bf16 O2 training checkpoint) gives
+            # bfloat16 tensors as their uint16 bit patterns; no layer has uint16 weights.
+            if want == "bfloat16":
+                return arr
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
         if arr.dtype.kind != "f":
-            hint = " (Paddle writes bfloat16 as uint16)" if arr.dtype == np.uint16 else ""
             raise WeightsError(
-                f"{where}'{key}' holds {arr.dtype} data{hint}; the model's parameter is "
+                f"{where}'{key}' holds {arr.dtype} data; the model's parameter is "
                 f"{want}: refusing to load integer or bool weights into a float layer"
             )
+        if not np.isfinite(arr).all():
+            raise WeightsError(f"{where}'{key}' contains NaN or Inf (a diverged training run?)")
         if want == "bfloat16":
             return arr.astype(np.float32)  # Paddle rounds float32 to its bfloat16
         out = arr.astype(want)
