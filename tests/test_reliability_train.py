@@ -25,6 +25,17 @@ from ppRestore.engine.trainer import NonFiniteWeightsError, Trainer, options_fro
 from tests.train_utils import REPO_ROOT, run_train, tiny_config, train_cmd
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logger():
+    """The package logger keeps the stdout it first saw; an earlier test's captured (now
+    closed) stream would turn every log line here into a "Logging error"."""
+    lg = logging.getLogger("ppRestore")
+    saved = lg.handlers[:]
+    lg.handlers.clear()
+    yield
+    lg.handlers[:] = saved
+
+
 def _trainer(cfg_path, save_dir, **kw):
     return Trainer.from_config(load_config(cfg_path), save_dir=str(save_dir), **kw)
 

@@ -339,6 +339,11 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         ) from None
     except OSError as e:
         raise CheckpointError(f"{state_file}: cannot read ({e.strerror or e})") from None
+    # the weights first: a crafted model.pdparams is reported as such whatever the state
+    out: Dict[str, Any] = {
+        "model": load_weights(os.path.join(path, "model.pdparams")),
+        "train_state": train_state,
+    }
     missing = (
         [k for k in _STATE_KEYS if k not in train_state]
         if isinstance(train_state, dict)
@@ -349,10 +354,6 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
             f"{state_file}: corrupt or partial (missing {', '.join(missing)}); resume from "
             "an earlier iter_N folder"
         )
-    out: Dict[str, Any] = {
-        "model": load_weights(os.path.join(path, "model.pdparams")),
-        "train_state": train_state,
-    }
     opt = os.path.join(path, "model.pdopt")
     out["optimizer"] = load_weights(opt) if os.path.isfile(opt) else None
     ema = os.path.join(path, "model_ema.pdparams")
