@@ -115,7 +115,7 @@ def export_model(
     """
     import paddle
 
-    from ..builder import PRETRAINED_KEY, build_model
+    from ..builder import MIRROR_KEY, PRETRAINED_KEY, build_model
     from ..config import apply_overrides, load_config, validate
     from ..weights.safe_load import WeightsError, load_model_weights
     from .predictor import InferOptions, Predictor, model_attributes
@@ -164,7 +164,7 @@ def export_model(
     model_file = "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
     info: Dict[str, Any] = {
         "model_type": cfg["model"]["type"],
-        "model": {k: v for k, v in cfg["model"].items() if k != PRETRAINED_KEY},
+        "model": {k: v for k, v in cfg["model"].items() if k not in (PRETRAINED_KEY, MIRROR_KEY)},
         "task": cfg.get("task", ""),
         "model_file": model_file,
         "params_file": "model.pdiparams",
