@@ -18,11 +18,11 @@ import urllib.error
 
 import numpy as np
 import pytest
+from torch_files import official_cmfnet_checkpoint, write_torch_legacy, write_torch_zip
 
 from ppRestore.weights import convert, foreign, zoo
 from ppRestore.weights.convert import convert_checkpoint, read_foreign_checkpoint
 from ppRestore.weights.safe_load import WeightsError
-from torch_files import official_cmfnet_checkpoint, write_torch_legacy, write_torch_zip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(REPO, "tests", "fixtures")
