@@ -352,3 +352,31 @@ def test_foreign_module_reports_arch_without_converter(tmp_path):
     write_torch_zip({"x.weight": np.zeros(2, np.float32)}, path)
     with pytest.raises(WeightsError, match="declares no converter"):
         foreign.load_weights_into(build_model({"type": "UNet", "base_channels": 4}), path)
+
+
+def test_model_pretrained_takes_the_official_file(official_tiny, home, tmp_path):
+    """``model.pretrained: deblur_GoPro_CMFNet.pth`` (fine-tuning from official weights)."""
+    from ppRestore.builder import build_model
+
+    dst = str(tmp_path / "explicit.pdparams")
+    convert_checkpoint(
+        "cmfnet", official_tiny, dst, model_kwargs={"n_feat": 8, "scale_unetfeats": 3}
+    )
+    cfg = {"type": "CMFNet", "n_feat": 8, "scale_unetfeats": 3}
+    m = build_model({**cfg, "pretrained": official_tiny}, load_pretrained=True)
+    ref = build_model({**cfg, "pretrained": dst}, load_pretrained=True)
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), ref.state_dict().items()):
+        assert k == k2
+        np.testing.assert_array_equal(v.numpy(), v2.numpy())
+
+
+@pytest.mark.slow
+def test_export_takes_the_official_file(official_tiny, home, tmp_path):
+    from ppRestore.inference.export import export_model
+
+    info = export_model(
+        CMF_CFG, official_tiny, str(tmp_path / "exp"), opts=list(TINY_OPTS),
+        measure_memory=False, log=lambda *a: None,
+    )  # fmt: skip
+    assert os.path.isfile(tmp_path / "exp" / "deploy.yaml")
+    assert info["max_abs_diff"] < 1e-4  # the export matches the converted dynamic model

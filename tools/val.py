@@ -31,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop_border", type=int, default=None)
     p.add_argument("--test_y_channel", action="store_true", default=None)
     p.add_argument("--save_dir", default="output/val")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None)
     return p.parse_args(argv)
 
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     from ppRestore.data.io import ImageReadError, ImageWriteError
 
     try:
-        res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(
+        res = Evaluator(ds, infer_cfg=cfg.get("infer"), progress=not args.quiet, **val).evaluate(
             model, save_dir=args.save_dir
         )
         source = (

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import dist
-from .logger import VDLWriter, format_eta, get_logger
+from .logger import VDLWriter, attach_log_file, detach_log_file, format_eta, get_logger
 
 
 class NonFiniteLossError(RuntimeError):
@@ -167,6 +167,12 @@ class Trainer:
             # the val noise follows the config, not --seed: comparable across runs
             val_ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
             evaluator = Evaluator(val_ds, infer_cfg=cfg.get("infer"), **(cfg.get("val") or {}))
+        warm = (cfg.get("lr_scheduler") or {}).get("warmup_iters") or 0
+        if isinstance(warm, int) and warm >= opts.iters:
+            get_logger().warning(
+                f"lr_scheduler.warmup_iters ({warm}) >= iters ({opts.iters}): the learning "
+                "rate never leaves its warm-up; lower warmup_iters or raise iters"
+            )
         sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
         optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)
         if dist.is_main():
@@ -314,6 +320,8 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "seed": self.opts.seed,
             "world_size": self.world,
+            "iters": self.opts.iters,
+            "batch_size": self.opts.batch_size,
             "lr_scheduler": {k: v for k, v in self.lr_scheduler.state_dict().items()},
             "rng": ckpt.get_rng_states(),
             "best": self.best,
@@ -347,6 +355,7 @@ class Trainer:
             self.log.warning(
                 f"{path} was written with world_size {st.get('world_size')}, now {self.world}: the data order will differ"
             )
+        self._warn_resume_changes(st, path)
         load_state_dict(self.model, data["model"], source=path)
         if data["optimizer"] is None:
             raise ckpt.CheckpointError(f"{path} has no model.pdopt: cannot resume training from it")
@@ -365,6 +374,36 @@ class Trainer:
         self._iter_data = None
         self.log.info(
             f"Resumed from {path} at iteration {self.iter} (epoch {self.epoch}, batch {self.batch_in_epoch})"
+        )
+
+    def _warn_resume_changes(self, st: Dict[str, Any], path: str) -> None:
+        """The one place a resume compares the run's settings with the checkpoint's:
+        a changed ``iters`` moves the end (and the cosine schedule's shape), a changed
+        ``batch_size`` changes samples per step and the data position."""
+        for key, now in (("iters", self.opts.iters), ("batch_size", self.opts.batch_size)):
+            was = st.get(key)
+            if was is not None and int(was) != int(now):
+                self.log.warning(
+                    f"resuming {path}: {key} was {was}, now {now}"
+                    + (
+                        "; the learning-rate schedule was built for the new value"
+                        if key == "iters"
+                        else "; each step now sees a different number of samples"
+                    )
+                )
+
+    def _startup_line(self) -> str:
+        """One line saying what this run will do (printed and written to train.log)."""
+        import paddle
+
+        o = self.opts
+        n_params = sum(int(np.prod(p.shape)) for p in self.model.parameters())
+        n_val = len(self.evaluator.dataset) if self.evaluator is not None else 0
+        return (
+            f"start: {len(self.train_dataset)} training samples, {n_val} validation images, "
+            f"{type(self.model).__name__} with {n_params:,} parameters, iterations "
+            f"{self.iter}->{o.iters} at batch {o.batch_size}, device {paddle.device.get_device()}"
+            f"{f' x{self.world}' if self.world > 1 else ''}, save_dir {o.save_dir}"
         )
 
     # ------------------------------------------------------------------ evaluation / logging
@@ -423,8 +462,16 @@ class Trainer:
     def train(self) -> Dict[str, Any]:
         """Run to ``iters``. Returns ``{"iteration", "stopped_by_signal", "best", "checkpoint"}``."""
         o = self.opts
+        log_file = None
         if dist.is_main():
             ckpt.clean_stale(o.save_dir)
+            log_file = attach_log_file(self.log, os.path.join(o.save_dir, "train.log"))
+        try:
+            return self._train(o)
+        finally:
+            detach_log_file(self.log, log_file)
+
+    def _train(self, o: TrainOptions) -> Dict[str, Any]:
         path = ckpt.resolve_resume(o.resume_model, o.save_dir)
         if path:
             self.resume(path)
@@ -432,6 +479,8 @@ class Trainer:
             self.log.info(
                 f"--resume_model auto: no complete checkpoint in {o.save_dir}, starting from scratch"
             )
+        if dist.is_main():
+            self.log.info(self._startup_line())
         self.model.train()
         self.stop.install()
         t_start, start_iter = time.perf_counter(), self.iter

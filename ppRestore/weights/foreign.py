@@ -79,7 +79,13 @@ def load_weights_into(
     if container in FOREIGN_CONTAINERS:
         return _load_foreign(model, path, container, source, None, quiet)
     state = load_weights(path)
-    native = container == "safetensors" or _matches(model, state)
+    # .pdparams/.safetensors are ppRestore's own formats: a mismatch there is reported by
+    # the strict loader, never "converted" (MegEngine's .ckp is the foreign pickle).
+    native = (
+        container == "safetensors"
+        or path.endswith((".pdparams", ".pdopt"))
+        or _matches(model, state)
+    )
     if not native and (source is not None or _foreign_pickle(model, state, path)):
         return _load_foreign(model, path, container, source, state, quiet)
     return load_state_dict(model, state, strict=strict, source=path)
