@@ -276,7 +276,11 @@ def test_zoo_name_downloads_converts_and_matches_explicit_conversion(
     write_image(str(inp / "a.png"), _image(1))
     args = ["-c", CMF_CFG, "--image_path", str(inp), "-o", *TINY_OPTS]
     assert _infer("--model_path", "cmfnet_deblur", "--save_dir", str(tmp_path / "z"), *args) == 0
+    err = capsys.readouterr().err
+    assert "source 'official' detected" in err
     assert _infer("--model_path", "cmfnet_deblur", "--save_dir", str(tmp_path / "z2"), *args) == 0
+    err = capsys.readouterr().err
+    assert "downloading" not in err and "converted" not in err  # both cached now
     assert _Handler.hits == {DEBLUR_PATH: 1}  # downloaded once
     dst = str(tmp_path / "explicit.pdparams")
     convert_checkpoint(
@@ -380,3 +384,22 @@ def test_export_takes_the_official_file(official_tiny, home, tmp_path):
     )  # fmt: skip
     assert os.path.isfile(tmp_path / "exp" / "deploy.yaml")
     assert info["max_abs_diff"] < 1e-4  # the export matches the converted dynamic model
+
+
+class _Tty(__import__("io").StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_download_notice_on_a_terminal_is_erased_on_failure(home, monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(zoo, "_open", offline)
+    err = _Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    with pytest.raises(WeightsError):
+        zoo.resolve_weights("cmfnet_deblur")
+    out = err.getvalue()
+    assert out.startswith("downloading zoo model 'cmfnet_deblur' (~197.5 MB)")
+    assert out.endswith("\r\033[K")  # the notice is wiped: the error is the only line left

@@ -17,6 +17,7 @@ import http.client
 import os
 import re
 import ssl
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -131,6 +132,9 @@ def cache_dir() -> str:
     return os.environ.get(
         "PPRESTORE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppRestore")
     )
+
+
+_cache_root = cache_dir  # resolve_weights' ``cache_dir`` argument shadows the function
 
 
 def sha256_of(path: str) -> str:
@@ -306,14 +310,32 @@ def resolve_weights(spec: str, cache_dir: str | None = None, mirror: str | None 
             url = mirrored_url(entry["url"], spec, mirror)
             if "://" not in url:  # found in a local mirror folder
                 return url
+            # On a terminal, say what the wait is for; the line is erased if the download
+            # fails (the error stays one line) and ends in "done" otherwise.
+            key = hashlib.sha256(urllib.parse.urldefrag(url)[0].encode("utf-8")).hexdigest()[:16]
+            cached = os.path.join(cache_dir or _cache_root(), key, _cache_name(url))
+            tty = not os.path.isfile(cached) and sys.stderr.isatty()
+            if tty:
+                size = f" (~{entry['size_mb']} MB)" if entry.get("size_mb") else ""
+                print(
+                    f"downloading zoo model '{spec}'{size} from {_display(url)} once ...",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
             try:
-                return download(url, dst_dir=cache_dir, sha256=entry.get("sha256"))
+                path = download(url, dst_dir=cache_dir, sha256=entry.get("sha256"))
             except WeightsError as e:
+                if tty:
+                    print("\r\033[K", end="", file=sys.stderr, flush=True)
                 if "download" not in str(e) or mirror:
                     raise
                 raise WeightsError(
                     f"zoo model '{spec}': {e} (or set PPRESTORE_MIRROR to a mirror)"
                 ) from None
+            if tty:
+                print(" done", file=sys.stderr, flush=True)
+            return path
         raise WeightsError(f"zoo model '{spec}' has no shipped file and no URL")
     if os.path.isdir(spec):
         for cand in ("model.pdparams", "model.safetensors"):
