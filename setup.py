@@ -53,15 +53,25 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    # torch is only needed to read foreign PyTorch checkpoints in tools/convert_weights.py.
+    # torch is optional even for conversion: zip and legacy torch files, MegEngine pickles
+    # are read torch-free; with torch installed, torch.load(weights_only=True) is used.
     "convert": ["torch"],
     # ml-dtypes 0.5+ (pulled by paddle2onnx via onnx_graphsurgeon) needs numpy>=2, which breaks opencv<=4.6.
     "onnx": ["paddle2onnx>=2", "onnxruntime", "ml-dtypes<0.5"],
     "raw": ["rawpy"],
     # PaddleSeg in the same environment (it brings back opencv-python<=4.6.0).
     "paddleseg": ["paddleseg==2.8.0"],
-    # wheel: tests/test_wheel.py builds the wheel offline (--no-build-isolation).
-    "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.21", "wheel"],
+    # wheel: tests/test_wheel.py builds the wheel offline (--no-build-isolation);
+    # nbclient + ipykernel: tests/test_notebooks.py runs the notebooks in a real kernel.
+    "test": [
+        "pytest>=7",
+        "hypothesis>=6",
+        "scikit-image>=0.21",
+        "wheel",
+        "nbclient>=0.7",
+        "nbformat>=5",
+        "ipykernel>=6",
+    ],
 }
 
 setup(

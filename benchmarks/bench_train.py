@@ -28,7 +28,7 @@ MODELS = {
         3,
     ),
     "cmfnet_full": ({"type": "CMFNet"}, {"type": "CMFNetLoss"}, 3),
-    "srcnn": ({"type": "SRCNN", "num_channels": 1, "scale": 3}, {"type": "MSELoss"}, 1),
+    "srcnn": ({"type": "SRCNN", "in_channels": 1, "scale": 3}, {"type": "MSELoss"}, 1),
 }
 MODES = ("dynamic", "dynamic_onednn", "to_static", "to_static_onednn")
 

@@ -6,6 +6,16 @@ paddle2onnx, the GUI) never breaks the CLI.
 """
 
 import os as _os
+import warnings as _warnings
+
+# Two lines Paddle prints on every run that a user can do nothing about: the C++
+# extension builder's "No ccache found" UserWarning (emitted at import) and glog
+# warnings such as "Paddle static graph(PIR) not support input out tensor" during
+# export. Hidden unless PPRESTORE_PADDLE_LOGS=1; a GLOG_minloglevel the user set wins,
+# and glog errors (level 2) still print.
+if _os.environ.get("PPRESTORE_PADDLE_LOGS", "") not in ("1", "true", "yes"):
+    _warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+    _os.environ.setdefault("GLOG_minloglevel", "2")
 
 with open(_os.path.join(_os.path.dirname(__file__), "VERSION")) as _f:
     __version__ = _f.read().strip()

@@ -11,6 +11,9 @@ from .registry import MODELS
 #: take their weights from ``--model_path``, so a saved run config stays usable after
 #: the starting weights are gone.
 PRETRAINED_KEY = "pretrained"
+#: ``model.weights_mirror``: where zoo downloads come from when GitHub is out of reach
+#: (same forms as ``$PPRESTORE_MIRROR``, see ``weights.zoo.mirrored_url``).
+MIRROR_KEY = "weights_mirror"
 
 
 def build_model(model_cfg: Dict[str, Any], load_pretrained: bool = False):
@@ -23,7 +26,10 @@ def build_model(model_cfg: Dict[str, Any], load_pretrained: bool = False):
     """
     cfg = dict(model_cfg)
     pretrained = cfg.pop(PRETRAINED_KEY, None)
+    mirror = cfg.pop(MIRROR_KEY, None)
     model = MODELS.build(cfg)
+    if mirror:
+        model.weights_mirror = str(mirror)  # read by safe_load.load_model_weights
     if load_pretrained and pretrained:
         from .weights.safe_load import load_model_weights
 

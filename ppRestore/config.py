@@ -330,15 +330,65 @@ def validate(cfg: Dict[str, Any], source: str = "config") -> Dict[str, Any]:
 _TYPE_NAMES = {int: "an integer", str: "a string", dict: "a mapping", list: "a list"}
 
 
+#: Folder that relative ``dataset_root`` paths are looked up under first (docs/data.md).
+DATA_ENV = "PPRESTORE_DATA"
+
+
+def dataset_root_candidates(root: str, config_path: str | None = None) -> List[str]:
+    """Where a relative ``dataset_root`` may live, in the order tried: under
+    ``$PPRESTORE_DATA``, the current folder, the config file's folder."""
+    if os.path.isabs(root):
+        return [root]
+    out = []
+    env = os.path.expanduser(os.environ.get(DATA_ENV, "").strip())
+    if env:
+        # The configs name datasets as data/<NAME>/... or ../shared/data/<name>; under
+        # $PPRESTORE_DATA the same folder is <NAME>/... (the layout of docs/data.md).
+        parts = [p for p in root.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        for prefix in (["shared", "data"], ["data"]):
+            if parts[: len(prefix)] == prefix:
+                parts = parts[len(prefix) :]
+                break
+        out.append(os.path.join(env, *parts))
+    out.append(os.path.join(os.getcwd(), root))
+    if config_path:
+        out.append(os.path.join(os.path.dirname(os.path.abspath(config_path)), root))
+    return [os.path.normpath(p) for p in out]
+
+
+def _resolve_dataset_roots(cfg: Dict[str, Any], config_path: str) -> None:
+    """Point each relative ``*_dataset.dataset_root`` at the first existing candidate
+    (:func:`dataset_root_candidates`); a root found nowhere is left as written and the
+    dataset names every place it looked when it is built."""
+    for section, value in cfg.items():
+        if not (isinstance(section, str) and section.endswith("_dataset")):
+            continue
+        root = value.get("dataset_root") if isinstance(value, dict) else None
+        if not isinstance(root, str) or not root or os.path.isabs(root):
+            continue
+        for cand in dataset_root_candidates(root, config_path):
+            if os.path.isdir(cand):
+                value["dataset_root"] = cand
+                break
+        else:
+            _UNRESOLVED[root] = dataset_root_candidates(root, config_path)
+
+
+#: relative dataset_root -> the folders it was looked for in (for the error message).
+_UNRESOLVED: Dict[str, List[str]] = {}
+
+
 def load_config(path: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
-    """Load ``path`` with its bases, apply ``overrides`` and validate. A ``path`` that
-    does not exist here is looked up among the shipped configs (``configs/demo.yml``
-    works from any folder, also from an installed wheel)."""
+    """Load ``path`` with its bases, apply ``overrides``, resolve relative dataset
+    folders (:func:`dataset_root_candidates`) and validate. A ``path`` that does not
+    exist here is looked up among the shipped configs (``configs/demo.yml`` works from
+    any folder, also from an installed wheel)."""
     from .resources import find_config
 
     path = find_config(path)
     cfg = _load_with_bases(path)
     cfg = apply_overrides(cfg, overrides)
+    _resolve_dataset_roots(cfg, path)
     return validate(cfg, source=path)
 
 

@@ -2,16 +2,25 @@
 
 Modelled on BasicSR's registry: a duplicate name is an error (two classes silently
 shadowing each other is a bug), and an unknown name is answered with the closest known
-ones. Registries fill lazily: the modules listed in ``lazy_modules`` are imported on
-the first lookup, so ``import ppRestore`` stays cheap and one broken optional module
-cannot break the CLI.
+ones. Registries fill lazily: the modules listed in ``lazy_modules`` (and every module
+found in ``packages``, e.g. each file of ``ppRestore/models/``) are imported on the first
+lookup, so ``import ppRestore`` stays cheap and one broken optional module cannot break
+the CLI. Adding a model is adding a file: nothing here lists it.
+
+Each model file also declares its *facts* at registration with :func:`register_arch`
+(as timm's ``default_cfgs``): the converter name, the constructor defaults official
+checkpoints need, the foreign sources it converts from (each with a detector), and its
+zoo weight entries. ``weights/convert.py`` and ``weights/zoo.py`` read them from
+:data:`ARCHS`.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable, Dict, Iterable, TypeVar
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Mapping, Tuple, TypeVar
 
 T = TypeVar("T")
 
@@ -31,10 +40,13 @@ class Registry:
         lazy_modules: dotted module names imported on first lookup to populate it.
     """
 
-    def __init__(self, name: str, lazy_modules: Iterable[str] = ()) -> None:
+    def __init__(
+        self, name: str, lazy_modules: Iterable[str] = (), packages: Iterable[str] = ()
+    ) -> None:
         self.name = name
         self._items: Dict[str, Any] = {}
         self._lazy_modules = list(lazy_modules)
+        self._packages = list(packages)
         self._loaded = False
         self._import_errors: Dict[str, str] = {}
 
@@ -58,7 +70,7 @@ class Registry:
             return
         self._loaded = True
         self._import_errors: Dict[str, str] = {}
-        for mod in self._lazy_modules:
+        for mod in self._lazy_modules + discover_modules(self._packages):
             try:
                 importlib.import_module(mod)
             except ImportError as e:
@@ -200,19 +212,28 @@ def build_callable(fn: Callable[..., T], kwargs: Dict[str, Any], what: str) -> T
     return fn(**kwargs)
 
 
+def discover_modules(packages: Iterable[str]) -> list:
+    """Dotted names of the plain modules (not sub-packages, not ``_private``) directly
+    inside each package, sorted: the model files, found without a hand-kept list."""
+    found = []
+    for pkg in packages:
+        try:
+            path = importlib.import_module(pkg).__path__
+        except ImportError:
+            continue
+        found += sorted(
+            f"{pkg}.{m.name}"
+            for m in pkgutil.iter_modules(path)
+            if not m.ispkg and not m.name.startswith("_")
+        )
+    return found
+
+
 # One registry per kind of buildable thing. Each model/loss/dataset module registers
-# itself on import; the lists below are the modules that hold them.
-MODELS = Registry(
-    "model",
-    [
-        "ppRestore.models.cmfnet",
-        "ppRestore.models.pmrnet",
-        "ppRestore.models.srcnn",
-        "ppRestore.models.dncnn",
-        "ppRestore.models.unet",
-        "ppRestore.models.dmcnn",
-    ],
-)
+# itself on import. Models are discovered (every module in ppRestore/models/); the
+# other kinds list the few modules that hold them.
+MODEL_PACKAGES = ["ppRestore.models"]
+MODELS = Registry("model", packages=MODEL_PACKAGES)
 DATASETS = Registry(
     "dataset", ["ppRestore.data.datasets", "ppRestore.data.documents", "ppRestore.data.raw"]
 )
@@ -220,5 +241,81 @@ DEGRADATIONS = Registry("degradation", ["ppRestore.data.degradations"])
 TRANSFORMS = Registry("transform", ["ppRestore.data.transforms"])
 LOSSES = Registry("loss", ["ppRestore.losses"])
 # Foreign-checkpoint remap functions, keyed "<arch>" or "<arch>:<source>"; they live
-# next to their model (timm's checkpoint_filter_fn) and register on import.
-CONVERTERS = Registry("converter", MODELS._lazy_modules)
+# next to their model (timm's checkpoint_filter_fn) and register on import (directly or
+# through register_arch).
+CONVERTERS = Registry("converter", packages=MODEL_PACKAGES)
+
+
+# --------------------------------------------------------------------------- model facts
+@dataclass(frozen=True)
+class Source:
+    """A foreign checkpoint family an architecture converts from.
+
+    Args:
+        name: the ``--source`` spelling (``official``, ``saoyan``, ``kair``, ``mge``...).
+        convert: ``fn(state, model) -> state`` remapping names/layouts onto the model.
+        detect: ``fn(state, container) -> bool``: does this flat state dict (read from a
+            file whose container is ``"torch-zip"``, ``"torch-legacy"``, ``"pickle"``,
+            ``"npz"`` or ``"safetensors"``) come from this family? None: never guessed.
+        implies: constructor arguments the family needs (KAIR DnCNN: ``bn: False``).
+        url: where the family's checkpoints come from (for ``--help`` and docs).
+    """
+
+    name: str
+    convert: Callable[..., Dict[str, Any]]
+    detect: Callable[[Mapping[str, Any], str], bool] | None = None
+    implies: Mapping[str, Any] = field(default_factory=dict)
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Everything the tools need to know about one architecture, declared in its file.
+
+    Args:
+        name: the converter name (``--arch``), e.g. ``dncnn``.
+        model: the ``MODELS`` type it builds, e.g. ``DnCNN``.
+        defaults: constructor arguments the official checkpoints were trained with.
+        sources: the foreign families it converts from; the first is the default.
+        weights: zoo entries ``name -> {url | file, sha256, config, source,
+            model_kwargs, size_mb, note}`` (timm's ``default_cfgs``).
+    """
+
+    name: str
+    model: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    sources: Tuple[Source, ...] = ()
+    weights: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def source(self, name: str) -> Source:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise RegistryError(f"arch '{self.name}' has no source '{name}' (sources: {known})")
+
+
+ARCHS = Registry("architecture", packages=MODEL_PACKAGES)
+
+
+def register_arch(arch: Arch) -> Arch:
+    """Declare ``arch``'s facts (called at the bottom of its model file).
+
+    Registers the :class:`Arch` in :data:`ARCHS` and each source's converter in
+    :data:`CONVERTERS` as ``"<arch>:<source>"`` (the first also as ``"<arch>"``).
+    """
+    ARCHS.register(arch, name=arch.name)
+    for i, src in enumerate(arch.sources):
+        CONVERTERS.register(src.convert, name=f"{arch.name}:{src.name}")
+        if i == 0 and arch.name not in CONVERTERS._items:
+            CONVERTERS.register(src.convert, name=arch.name)
+    return arch
+
+
+def arch_for_model(model_type: str) -> Arch | None:
+    """The :class:`Arch` whose ``model`` is ``model_type`` (first registered), or None."""
+    for name in ARCHS.keys():
+        a = ARCHS.get(name)
+        if a.model == model_type:
+            return a
+    return None

@@ -157,13 +157,27 @@ def test_unwrap_variants(tmp_path):
     assert set(read_foreign_checkpoint(str(tmp_path / "w.npz"))) == {"a.weight", "b"}
 
 
-def test_legacy_torch_file_without_torch_is_a_clear_error(tmp_path, monkeypatch):
+def test_legacy_torch_file_is_read_without_torch(tmp_path, monkeypatch):
+    """Pre-1.6 torch files (SaoYan's net.pth) are read torch-free; a broken one is one line."""
+    from torch_files import write_torch_legacy
+
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     monkeypatch.setattr(convert, "_torch_available", lambda: False)
+    w = {"module.a.weight": np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)}
+    good = tmp_path / "net.pth"
+    write_torch_legacy(w, str(good))
+    assert convert.checkpoint_container(str(good)) == "torch-legacy"
+    got = read_foreign_checkpoint(str(good))
+    np.testing.assert_array_equal(got["a.weight"], w["module.a.weight"])
     legacy = tmp_path / "old.pth"
     legacy.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"\x80\x02}q\x00.")
-    with pytest.raises(WeightsError, match=r"pip install ppRestore\[convert\]"):
+    with pytest.raises(WeightsError, match="not a readable legacy PyTorch checkpoint") as ei:
         read_foreign_checkpoint(str(legacy))
+    assert "old.pth" in str(ei.value) and "\n" not in str(ei.value)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(good.read_bytes()[:-10])
+    with pytest.raises(WeightsError, match="truncated"):
+        read_foreign_checkpoint(str(cut))
 
 
 # ---- end to end through the CLI --------------------------------------------------------

@@ -65,7 +65,11 @@ def test_infer_file(setup, tmp_path):
     assert r.returncode == 0, r.stderr
     out = read_image(str(tmp_path / "a.png"))
     assert out.data.shape == (21, 30, 3)
-    assert read_image(str(tmp_path / "a_compare.png")).data.shape == (21, 30 * 2 + 8, 3)
+    cmp = read_image(str(tmp_path / "a_compare.png")).data
+    assert cmp.shape == (18 + 21, 30 * 2 + 8, 3)  # a label band above input | output
+    band = cmp[:18]
+    assert band.min() < 128 and band.max() == 255  # dark text on white
+    assert (band[:, :30] < 128).any() and (band[:, 38:] < 128).any()  # both halves labelled
     assert "1 restored, 0 failed" in r.stderr
 
 

@@ -91,7 +91,7 @@ def test_cli_file_uint16_equals_denoise_raw(setup, tmp_path):
     png = cv2.imread(str(out / "a_u16.png"))
     assert png is not None and png.shape == (52, 70, 3)
     cmp = cv2.imread(str(out / "a_u16_compare.png"))
-    assert cmp is not None and cmp.shape == (52, 70 * 2 + 8, 3)
+    assert cmp is not None and cmp.shape == (18 + 52, 70 * 2 + 8, 3)  # labels above
 
 
 def test_cli_folder_float_and_bad_file(setup, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import types
 from typing import List, Optional, Sequence, Tuple, Union
@@ -187,3 +189,54 @@ def test_real_models_registry_suggests():
     RegistryError."""
     with pytest.raises(RegistryError, match="unknown model type 'NoSuchNet'"):
         MODELS.get("NoSuchNet")
+
+
+def test_model_modules_are_discovered_not_listed(tmp_path, monkeypatch):
+    """A new file in a model package is found by pkgutil (registry.discover_modules)."""
+    from ppRestore.registry import discover_modules
+
+    pkg = tmp_path / "_pprestore_disc_pkg"
+    (pkg / "sub").mkdir(parents=True)
+    for f in ("__init__.py", "alpha.py", "beta.py", "_private.py", "sub/__init__.py"):
+        (pkg / f).write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert discover_modules(["_pprestore_disc_pkg"]) == [
+        "_pprestore_disc_pkg.alpha",
+        "_pprestore_disc_pkg.beta",
+    ]
+    import ppRestore.registry as reg
+
+    found = discover_modules(reg.MODEL_PACKAGES)
+    for m in ("cmfnet", "dncnn", "pmrnet", "srcnn", "unet", "dmcnn"):
+        assert f"ppRestore.models.{m}" in found
+    assert "lazy_modules" not in open(reg.__file__).read().split("MODELS = Registry(")[1][:80]
+
+
+def test_each_model_declares_its_facts():
+    from ppRestore.registry import ARCHS, CONVERTERS, MODELS
+
+    assert set(ARCHS.keys()) >= {"cmfnet", "pmrnet", "srcnn", "dncnn", "unet", "dmcnn"}
+    for name in ARCHS.keys():
+        a = ARCHS.get(name)
+        assert a.model in MODELS  # the declared model type exists
+        for s in a.sources:
+            assert CONVERTERS.get(f"{name}:{s.name}") is s.convert
+            assert s.detect is not None
+    assert ARCHS.get("pmrnet").defaults == {"in_channels": 4}
+    assert dict(ARCHS.get("dncnn").source("kair").implies) == {"bn": False}
+
+
+def test_one_spelling_of_the_channel_argument():
+    import glob
+    import inspect
+
+    from ppRestore.registry import MODELS
+
+    for name in MODELS.keys():
+        params = inspect.signature(MODELS.get(name)).parameters
+        assert not {"in_c", "out_c", "num_channels"} & set(params), name
+    for cfg in glob.glob(
+        os.path.join(os.path.dirname(__file__), "..", "configs", "**", "*.yml"), recursive=True
+    ):
+        text = open(cfg).read()
+        assert not re.search(r"^\s+(in_c|out_c|num_channels):", text, re.M), cfg

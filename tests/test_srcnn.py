@@ -31,7 +31,7 @@ def test_srcnn_shapes_and_backward_odd_sizes():
     assert y.shape == [2, 1, 13, 17]
     y.mean().backward()
     assert x.grad is not None and m.body.conv1.weight.grad is not None
-    m955 = SRCNN(num_channels=3, kernel_sizes=(9, 5, 5), features=(8, 4))
+    m955 = SRCNN(in_channels=3, kernel_sizes=(9, 5, 5), features=(8, 4))
     assert m955(paddle.rand([1, 3, 11, 7])).shape == [1, 3, 11, 7]
     with pytest.raises(ValueError):
         SRCNN(kernel_sizes=(9, 2, 5))

@@ -1,26 +1,54 @@
-"""Convert an official (PyTorch, ...) checkpoint into ppRestore weights.
+"""Convert an official (PyTorch, MegEngine, ...) checkpoint into ppRestore weights.
 
-Example::
+The source (which official code wrote the file) is detected from the file itself;
+``--source`` only overrides it. Examples::
 
-    python tools/convert_weights.py --arch cmfnet --src deblur_model.pth \
+    python tools/convert_weights.py --arch cmfnet --src deblur_GoPro_CMFNet.pth \
         --dst cmfnet_deblur.pdparams
+    python tools/convert_weights.py --arch dncnn --src logs/DnCNN-B/net.pth \
+        --dst dncnn_b.pdparams -o model.num_layers=20
     python tools/convert_weights.py --arch cmfnet --src tiny.pth --dst tiny.pdparams \
         -o model.n_feat=8 model.scale_unetfeats=3
+
+Conversion is optional: every tool also takes the foreign file directly
+(``--model_path deblur_GoPro_CMFNet.pth``) and converts it once into its cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+
+
+def _arch_table() -> str:
+    """'architectures and sources' block for --help, read from the model files."""
+    try:
+        from ppRestore.registry import ARCHS
+
+        lines = ["architectures (--arch) and the sources each converts from (--source):"]
+        for name in ARCHS.keys():
+            a = ARCHS.get(name)
+            srcs = ", ".join(f"{s.name}" + (f" [{s.url}]" if s.url else "") for s in a.sources)
+            lines.append(f"  {name:<9} -> {a.model}: {srcs or 'own key names (no conversion)'}")
+        return "\n".join(lines)
+    except Exception as e:  # noqa: BLE001 - --help must work even if a model is broken
+        return f"(architecture list unavailable: {e})"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Convert a foreign checkpoint to .pdparams/.safetensors"
+        description=__doc__,
+        epilog=_arch_table() if argv is None or "-h" in argv or "--help" in argv else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arch", required=True, help="architecture, e.g. cmfnet")
+    p.add_argument("--arch", required=True, help="architecture, e.g. cmfnet (list below)")
     p.add_argument("--src", required=True, help="foreign checkpoint (.pth/.pt/.npz/.safetensors)")
     p.add_argument("--dst", required=True, help="output .pdparams or .safetensors")
-    p.add_argument("--source", default=None, help="converter variant: uses '<arch>:<source>'")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="force a source (default: detected from the file), e.g. saoyan, kair, mge",
+    )
     p.add_argument("--key", default=None, help="checkpoint entry holding the weights")
     p.add_argument(
         "--backend",
@@ -78,14 +106,19 @@ def _run(args: argparse.Namespace) -> int:
             key=args.key,
             backend=args.backend,
         )
-    except WeightsError as e:
-        if "mismatched key" not in str(e):
-            raise
-        raise type(e)(
-            f"{e} (a reduced-width checkpoint? pass its constructor args, e.g. -o model.n_feat=16)"
+    except (WeightsError, ValueError) as e:
+        msg = " ".join(str(e).split())  # one line, whatever the library said
+        if os.path.basename(args.src) not in msg:
+            msg = f"{args.src}: {msg}"
+        raise type(e)(msg) if isinstance(e, WeightsError) else WeightsError(msg) from None
+    except (KeyError, AssertionError, IndexError, TypeError) as e:
+        # Last resort for a file no reader anticipated: still one line naming it.
+        raise WeightsError(
+            f"{args.src}: not a {args.arch} checkpoint this tool can read ({type(e).__name__}: {e})"
         ) from None
+    src = f"source '{info['source']}'" if info.get("source") else "own key names"
     print(
-        f"converted {info['src']} -> {info['dst']} ({args.arch}: {info['num_tensors']} "
+        f"converted {info['src']} -> {info['dst']} ({args.arch}, {src}: {info['num_tensors']} "
         f"tensors, {info['num_params']:,} parameters)"
     )
     return 0

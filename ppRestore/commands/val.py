@@ -28,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop_border", type=int, default=None)
     p.add_argument("--test_y_channel", action="store_true", default=None)
     p.add_argument("--save_dir", default="output/val")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None)
     return p.parse_args(argv)
 
@@ -73,7 +74,9 @@ def _run(args: argparse.Namespace) -> int:
     ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
     # A bad image in the val set (named in the message) stops the run: metrics over a
     # partial set would mislead. Errors become one line through ppRestore.errors.
-    res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(model, save_dir=args.save_dir)
+    res = Evaluator(ds, infer_cfg=cfg.get("infer"), progress=not args.quiet, **val).evaluate(
+        model, save_dir=args.save_dir
+    )
     source = (
         {"exported": args.exported, "backend": args.backend, "precision": args.precision}
         if args.exported

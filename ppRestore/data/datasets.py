@@ -49,9 +49,29 @@ def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert a {c}-channel image to {channels} channels")
 
 
+def _where_looked(folder: str) -> str:
+    """What a missing relative dataset folder was relative to (config.load_config
+    records every place it tried), plus where to read about getting the data."""
+    from ..config import _UNRESOLVED, DATA_ENV
+
+    if os.path.isabs(folder):
+        tried = [folder]
+    else:
+        tried = [os.path.join(os.getcwd(), folder)]
+        for root, cands in _UNRESOLVED.items():
+            if folder == root or folder.startswith(root.rstrip("/") + "/"):
+                rest = folder[len(root) :].lstrip("/")
+                tried = [os.path.join(c, rest) if rest else c for c in cands]
+    env = os.environ.get(DATA_ENV) or "unset"
+    return (
+        f"looked in: {', '.join(tried)}; relative paths are tried under ${DATA_ENV} ({env}), "
+        "the current folder and the config file's folder; see docs/data.md"
+    )
+
+
 def _list_folder(folder: str) -> List[str]:
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"dataset folder not found: {folder}")
+        raise FileNotFoundError(f"dataset folder not found: {folder} ({_where_looked(folder)})")
     names = [os.path.basename(p) for p in list_folder(folder, IMAGE_EXTENSIONS)]
     if not names:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")

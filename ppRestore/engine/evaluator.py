@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -73,6 +74,7 @@ class Evaluator:
         test_y_channel: compare the BT.601 Y channel.
         pad_multiple: override the model's ``pad_multiple``.
         num_samples: how many triplets to keep for logging.
+        progress: a tqdm bar with ETA on stderr (only when stderr is a terminal).
     """
 
     def __init__(
@@ -83,8 +85,10 @@ class Evaluator:
         pad_multiple: int | None = None,
         num_samples: int = 3,
         infer_cfg: dict[str, Any] | None = None,
+        progress: bool = False,
     ) -> None:
         self.dataset = dataset
+        self.progress = bool(progress)
         self.infer_cfg = dict(infer_cfg or {})
         self.crop_border = int(crop_border)
         self.test_y_channel = bool(test_y_channel)
@@ -108,8 +112,13 @@ class Evaluator:
             was_training = model.training
             predictor = _predictor(model, self.pad_multiple, self.infer_cfg)  # sets eval mode
         rows, samples = [], []
+        indices = range(len(self.dataset))
+        if self.progress and len(self.dataset) > 1 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            indices = tqdm(indices, unit="img", desc="val", dynamic_ncols=True, file=sys.stderr)
         try:
-            for i in range(len(self.dataset)):
+            for i in indices:
                 lq, gt, idx = self.dataset[i]
                 out_np = predictor.forward(lq[None])[0]
                 o8, g8 = to_uint8(out_np), to_uint8(gt)

@@ -26,6 +26,24 @@ def get_logger() -> logging.Logger:
     return logger
 
 
+def attach_log_file(logger: logging.Logger, path: str) -> logging.Handler:
+    """Also write ``logger``'s lines to ``path`` (appending: a resumed run continues
+    the same train.log)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    h = logging.FileHandler(path, encoding="utf-8")
+    h.setFormatter(
+        logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
+    logger.addHandler(h)
+    return h
+
+
+def detach_log_file(logger: logging.Logger, handler: logging.Handler | None) -> None:
+    if handler is not None:
+        logger.removeHandler(handler)
+        handler.close()
+
+
 def format_eta(seconds: float) -> str:
     s = int(max(seconds, 0))
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -30,7 +30,7 @@ import numpy as np
 from ..builder import restored_output
 from . import checkpoint as ckpt
 from . import dist
-from .logger import VDLWriter, format_eta, get_logger
+from .logger import VDLWriter, attach_log_file, detach_log_file, format_eta, get_logger
 
 
 class NonFiniteLossError(RuntimeError):
@@ -207,6 +207,12 @@ class Trainer:
             # the val noise follows the config, not --seed: comparable across runs
             val_ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
             evaluator = Evaluator(val_ds, infer_cfg=cfg.get("infer"), **(cfg.get("val") or {}))
+        warm = (cfg.get("lr_scheduler") or {}).get("warmup_iters") or 0
+        if isinstance(warm, int) and warm >= opts.iters:
+            get_logger().warning(
+                f"lr_scheduler.warmup_iters ({warm}) >= iters ({opts.iters}): the learning "
+                "rate never leaves its warm-up; lower warmup_iters or raise iters"
+            )
         sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
         optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)
         if dist.is_main():
@@ -409,12 +415,7 @@ class Trainer:
             self.log.warning(
                 f"{path} was written with world_size {st.get('world_size')}, now {self.world}: the data order will differ"
             )
-        for k in ("batch_size", "accum_steps", "iters"):
-            if k in st and st[k] != getattr(self.opts, k):
-                self.log.warning(
-                    f"{path} was trained with {k} {st[k]}, now {getattr(self.opts, k)}: "
-                    "the run will not match an uninterrupted one"
-                )
+        self._warn_resume_changes(st, path)
         load_state_dict(self.model, data["model"], source=path)
         if data["optimizer"] is None:
             raise ckpt.CheckpointError(f"{path} has no model.pdopt: cannot resume training from it")
@@ -433,6 +434,39 @@ class Trainer:
         self._iter_data = None
         self.log.info(
             f"Resumed from {path} at iteration {self.iter} (epoch {self.epoch}, batch {self.batch_in_epoch})"
+        )
+
+    def _warn_resume_changes(self, st: Dict[str, Any], path: str) -> None:
+        """The one place a resume compares the run's settings with the checkpoint's:
+        a changed ``iters`` moves the end (and the cosine schedule's shape), a changed
+        ``batch_size`` changes samples per step and the data position."""
+        for key in ("iters", "batch_size", "accum_steps"):
+            now = getattr(self.opts, key)
+            was = st.get(key)
+            if was is not None and int(was) != int(now):
+                self.log.warning(
+                    f"resuming {path}: {key} was {was}, now {now}"
+                    + (
+                        "; the learning-rate schedule was built for the new value"
+                        if key == "iters"
+                        else "; each step now sees a different number of samples"
+                        if key == "batch_size"
+                        else "; the run will not match an uninterrupted one"
+                    )
+                )
+
+    def _startup_line(self) -> str:
+        """One line saying what this run will do (printed and written to train.log)."""
+        import paddle
+
+        o = self.opts
+        n_params = sum(int(np.prod(p.shape)) for p in self.model.parameters())
+        n_val = len(self.evaluator.dataset) if self.evaluator is not None else 0
+        return (
+            f"start: {len(self.train_dataset)} training samples, {n_val} validation images, "
+            f"{type(self.model).__name__} with {n_params:,} parameters, iterations "
+            f"{self.iter}->{o.iters} at batch {o.batch_size}, device {paddle.device.get_device()}"
+            f"{f' x{self.world}' if self.world > 1 else ''}, save_dir {o.save_dir}"
         )
 
     # ------------------------------------------------------------------ evaluation / logging
@@ -498,8 +532,16 @@ class Trainer:
 
     def _train(self) -> Dict[str, Any]:
         o = self.opts
+        log_file = None
         if dist.is_main():
             ckpt.clean_stale(o.save_dir)
+            log_file = attach_log_file(self.log, os.path.join(o.save_dir, "train.log"))
+        try:
+            return self._run(o)
+        finally:
+            detach_log_file(self.log, log_file)
+
+    def _run(self, o: TrainOptions) -> Dict[str, Any]:
         path = ckpt.resolve_resume(o.resume_model, o.save_dir)
         if path:
             self.resume(path)
@@ -507,6 +549,8 @@ class Trainer:
             self.log.info(
                 f"--resume_model auto: no complete checkpoint in {o.save_dir}, starting from scratch"
             )
+        if dist.is_main():
+            self.log.info(self._startup_line())
         self.model.train()
         self.stop.install()
         t_start, start_iter = time.perf_counter(), self.iter

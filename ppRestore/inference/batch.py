@@ -95,14 +95,34 @@ def check_save_dir(save_dir: str) -> None:
         ) from None
 
 
-def compare_image(inp: Image, out: Image) -> np.ndarray:
-    """``input | output`` side by side (input nearest-upscaled to the output size)."""
+def compare_image(
+    inp: Image, out: Image, labels: Tuple[str, str] = ("input", "output")
+) -> np.ndarray:
+    """``input | output`` side by side (input nearest-upscaled to the output size), each
+    half labelled in a white band above it, so a compare image explains itself."""
     a, b = inp.data, out.data
     if a.shape[:2] != b.shape[:2]:
         sy, sx = b.shape[0] // a.shape[0], b.shape[1] // a.shape[1]
         a = np.repeat(np.repeat(a, sy, axis=0), sx, axis=1)[: b.shape[0], : b.shape[1]]
-    gap = np.full((b.shape[0], 8, b.shape[2]), np.iinfo(b.dtype).max, dtype=b.dtype)
-    return np.concatenate([a.astype(b.dtype), gap, b], axis=1)
+    top = np.iinfo(b.dtype).max
+    gap = np.full((b.shape[0], 8, b.shape[2]), top, dtype=b.dtype)
+    body = np.concatenate([a.astype(b.dtype), gap, b], axis=1)
+    band = _label_band(body.shape[1], [(0, labels[0]), (b.shape[1] + 8, labels[1])])
+    band = (band.astype(np.float64) * (top / 255.0)).round().astype(b.dtype)
+    return np.concatenate([np.repeat(band[..., None], b.shape[2], axis=2), body], axis=0)
+
+
+def _label_band(width: int, texts: List[Tuple[int, str]], height: int = 18) -> np.ndarray:
+    """A white ``height x width`` uint8 band with black ``texts`` at the given x offsets
+    (Pillow's built-in bitmap font: no font file needed)."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    im = PILImage.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(im)
+    for x, text in texts:
+        draw.text((x + 4, 3), text, fill=0)
+    return np.asarray(im)
 
 
 def _reason(path: str, e: BaseException) -> str:
@@ -221,7 +241,8 @@ def _run_files(
         check_collisions(files, plan)
     check_save_dir(save_dir)
     bar = None
-    if progress and len(files) > 1:
+    # A bar only for a person watching: piped or logged stderr gets the summary lines.
+    if progress and len(files) > 1 and sys.stderr.isatty():
         try:
             from tqdm import tqdm
 
@@ -349,6 +370,9 @@ def run_raw_batch(
             b = raw_to_rgb(den, raw.pattern, wb_gains=gains)
             gap = np.ones((a.shape[0], 8, 3), np.float32)
             side = np.concatenate([a, gap, b], axis=1)
+            band = _label_band(side.shape[1], [(0, "input"), (a.shape[1] + 8, "output")])
+            band = np.repeat(band[..., None].astype(np.float32) / 255.0, 3, axis=2)
+            side = np.concatenate([band, side], axis=0)
             write_image(
                 os.path.join(save_dir, stem + "_compare.png"),
                 (side * 255 + 0.5).astype(np.uint8),

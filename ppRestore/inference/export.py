@@ -112,7 +112,7 @@ def export_model(
     """
     import paddle
 
-    from ..builder import PRETRAINED_KEY, build_model, build_model_with_weights
+    from ..builder import MIRROR_KEY, PRETRAINED_KEY, build_model, build_model_with_weights
     from ..config import apply_overrides, load_config, validate
     from .predictor import InferOptions, Predictor, model_attributes
 
@@ -156,7 +156,7 @@ def export_model(
     model_file = "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
     info: Dict[str, Any] = {
         "model_type": cfg["model"]["type"],
-        "model": {k: v for k, v in cfg["model"].items() if k != PRETRAINED_KEY},
+        "model": {k: v for k, v in cfg["model"].items() if k not in (PRETRAINED_KEY, MIRROR_KEY)},
         "task": cfg.get("task", ""),
         "model_file": model_file,
         "params_file": "model.pdiparams",

@@ -32,7 +32,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..registry import CONVERTERS, MODELS
+from ..registry import MODELS, Arch, Source, register_arch
 from .layers.resample import BilinearDown2, BilinearUp2
 
 # Blocks per encoder/decoder level (the official module-level ``bn = 2``).
@@ -334,8 +334,8 @@ class CMFNet(nn.Layer):
     """CMFNet (Fan et al. 2022) with the official defaults.
 
     Args:
-        in_c: input channels.
-        out_c: output channels (the SAM heads predict 3-channel images, so keep 3).
+        in_channels: input channels.
+        out_channels: output channels (the SAM heads predict 3-channel images, so keep 3).
         n_feat: base width.
         scale_unetfeats: channels added per U-Net level.
         kernel_size: conv kernel size.
@@ -351,8 +351,8 @@ class CMFNet(nn.Layer):
 
     def __init__(
         self,
-        in_c: int = 3,
-        out_c: int = 3,
+        in_channels: int = 3,
+        out_channels: int = 3,
         n_feat: int = 96,
         scale_unetfeats: int = 48,
         kernel_size: int = 3,
@@ -360,8 +360,8 @@ class CMFNet(nn.Layer):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        self.in_channels = in_c
-        self.out_channels = out_c
+        self.in_channels = in_c = in_channels
+        self.out_channels = out_c = out_channels
         p_act = nn.PReLU()  # ONE slope shared by every branch, as in the official model
         self.shallow_feat1 = self._shallow(in_c, n_feat, kernel_size, bias, p_act)
         self.shallow_feat2 = self._shallow(in_c, n_feat, kernel_size, bias, p_act)
@@ -449,7 +449,6 @@ def count_parameters(model: nn.Layer) -> int:
     return total
 
 
-@CONVERTERS.register(name="cmfnet")
 def checkpoint_filter_fn(state: Dict[str, np.ndarray], model: nn.Layer) -> Dict[str, np.ndarray]:
     """Map an official CMFNet (PyTorch) state dict onto :class:`CMFNet`'s keys.
 
@@ -472,3 +471,47 @@ def checkpoint_filter_fn(state: Dict[str, np.ndarray], model: nn.Layer) -> Dict[
                 k = renamed
         out[k] = v
     return out
+
+
+def looks_official(state: Dict[str, np.ndarray], container: str = "") -> bool:
+    """An official CMFNet state dict has the three shallow-feature branches and SAM heads."""
+    return any(k.startswith("shallow_feat1.") for k in state) and any(
+        k.startswith("sam3o.") for k in state
+    )
+
+
+_RELEASE = "https://github.com/FanChiMao/CMFNet/releases/download/v0.0/"
+
+# Official weights (train.py saves {'epoch', 'state_dict' with 'module.' keys, 'optimizer'}:
+# ~197.5 MB each because Adam's two moments ride along). Each URL is a one-line edit.
+register_arch(
+    Arch(
+        name="cmfnet",
+        model="CMFNet",
+        sources=(
+            Source(
+                "official",
+                checkpoint_filter_fn,
+                looks_official,
+                url="https://github.com/FanChiMao/CMFNet (release v0.0)",
+            ),
+        ),
+        weights={
+            "cmfnet_deblur": {
+                "url": _RELEASE + "deblur_GoPro_CMFNet.pth",
+                "config": "configs/cmfnet/cmfnet_deblur.yml",
+                "size_mb": 197.5,
+            },
+            "cmfnet_dehaze": {
+                "url": _RELEASE + "dehaze_I_OHaze_CMFNet.pth",
+                "config": "configs/cmfnet/cmfnet_dehaze.yml",
+                "size_mb": 197.5,
+            },
+            "cmfnet_deraindrop": {
+                "url": _RELEASE + "deraindrop_DeRainDrop_CMFNet.pth",
+                "config": "configs/cmfnet/cmfnet_deraindrop.yml",
+                "size_mb": 197.5,
+            },
+        },
+    )
+)

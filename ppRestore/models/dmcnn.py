@@ -48,7 +48,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from ..registry import MODELS
+from ..registry import MODELS, Arch, register_arch
 
 __all__ = ["dynamic_conv2d", "dynamic_conv2d_unfold", "DynamicConv2D", "KernelGenerator", "DMCNN"]
 
@@ -334,3 +334,6 @@ class DMCNN(nn.Layer):
         if return_aux:
             return {"out": out, "aux": aux[::-1]}
         return out
+
+
+register_arch(Arch(name="dmcnn", model="DMCNN"))

@@ -30,7 +30,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from ..registry import CONVERTERS, MODELS
+from ..registry import MODELS, Arch, Source, register_arch
 
 __all__ = ["DnCNN", "convert_dncnn_saoyan", "convert_dncnn_kair"]
 
@@ -122,11 +122,11 @@ def _check_model(model: nn.Layer | None, n_conv: int, bn: bool, source: str) -> 
         raise ValueError(
             f"{source} checkpoint has {n_conv} conv layers (bn={bn}); build "
             f"DnCNN(num_layers={n_conv}, bn={bn}) to load it, not num_layers="
-            f"{getattr(model, 'num_layers', '?')}, bn={getattr(model, 'bn', '?')}"
+            f"{getattr(model, 'num_layers', '?')}, bn={getattr(model, 'bn', '?')} "
+            f"(-o model.num_layers={n_conv} model.bn={str(bn).lower()})"
         )
 
 
-@CONVERTERS.register(name="dncnn:saoyan")
 def convert_dncnn_saoyan(
     state: Dict[str, np.ndarray], model: nn.Layer = None
 ) -> Dict[str, np.ndarray]:
@@ -170,7 +170,6 @@ def convert_dncnn_saoyan(
     return out
 
 
-@CONVERTERS.register(name="dncnn:kair")
 def convert_dncnn_kair(
     state: Dict[str, np.ndarray], model: nn.Layer = None
 ) -> Dict[str, np.ndarray]:
@@ -198,3 +197,74 @@ def convert_dncnn_kair(
     if extra:
         raise KeyError(f"KAIR DnCNN checkpoint has unexpected keys: {extra[:8]}")
     return out
+
+
+def _looks_saoyan(state: Dict[str, np.ndarray], container: str = "") -> bool:
+    return len(_conv_indices(_strip_module(state), "dncnn.")) >= 3
+
+
+def _looks_kair(state: Dict[str, np.ndarray], container: str = "") -> bool:
+    return len(_conv_indices(_strip_module(state), "model.")) >= 3
+
+
+# SaoYan/DnCNN-PyTorch ships its trained nets in the repo (legacy torch pickles, read
+# torch-free by weights/torch_legacy.py). Pinned to a commit, so the checksums hold.
+_SAOYAN = (
+    "https://raw.githubusercontent.com/SaoYan/DnCNN-PyTorch/"
+    "6b0804951484eadb7f1ea24e8e5c9ede9bea485b/logs/"
+)
+
+register_arch(
+    Arch(
+        name="dncnn",
+        model="DnCNN",
+        sources=(
+            Source(
+                "saoyan",
+                convert_dncnn_saoyan,
+                _looks_saoyan,
+                url="https://github.com/SaoYan/DnCNN-PyTorch (logs/*/net.pth)",
+            ),
+            Source(
+                "kair",
+                convert_dncnn_kair,
+                _looks_kair,
+                implies={"bn": False},
+                url="https://github.com/cszn/KAIR (model_zoo/dncnn_*.pth)",
+            ),
+        ),
+        weights={
+            # Trained here (tools/train.py, 2-core CPU); pretrained/README.md.
+            "dncnn_s32_sigma25": {
+                "file": "dncnn_s32_sigma25.pdparams",
+                "config": "configs/dncnn/dncnn_s32_sigma25.yml",
+                "sha256": "288bb12fd895c3224ce2afc95b2ea36376dfccd15c19be3893e8ae6abecfdf5e",
+            },
+            "dncnn_s_sigma15": {
+                "url": _SAOYAN + "DnCNN-S-15/net.pth",
+                "sha256": "6eaf743d87f977693ad2ab1e35b0d09c3c8bd87fb74b8ed2d659918bdba2cbd9",
+                "config": "configs/dncnn/dncnn_s_sigma25.yml",
+                "size_mb": 2.2,
+            },
+            "dncnn_s_sigma25": {
+                "url": _SAOYAN + "DnCNN-S-25/net.pth",
+                "sha256": "65f0f0ea16d667274a75a7eec19950b22e752007c8a3147831b2d5441bd62920",
+                "config": "configs/dncnn/dncnn_s_sigma25.yml",
+                "size_mb": 2.2,
+            },
+            "dncnn_s_sigma50": {
+                "url": _SAOYAN + "DnCNN-S-50/net.pth",
+                "sha256": "dfdd4d9b10e50d466a48f15f4aaa0ba0ccfa4b71fc80b5ccbcecddce8e69a50e",
+                "config": "configs/dncnn/dncnn_s_sigma25.yml",
+                "size_mb": 2.2,
+            },
+            "dncnn_b": {
+                "url": _SAOYAN + "DnCNN-B/net.pth",
+                "sha256": "dc25406eff05b9f4d1b30084a7a774e458e963f67d4a0ad1d2d9efbef4325b39",
+                "config": "configs/dncnn/dncnn_b.yml",
+                "model_kwargs": {"num_layers": 20},
+                "size_mb": 2.7,
+            },
+        },
+    )
+)

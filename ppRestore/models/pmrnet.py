@@ -39,7 +39,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..registry import CONVERTERS, MODELS
+from ..registry import MODELS, Arch, Source, register_arch
 
 # Official channel widths (net_torch.py: Network.__init__).
 _STEM = 16
@@ -258,7 +258,6 @@ def _fit(arr: np.ndarray, want: Tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-@CONVERTERS.register(name="pmrnet:torch")
 def convert_pmrnet_torch(state: Dict[str, np.ndarray], model) -> Dict[str, np.ndarray]:
     """Official PyTorch checkpoint (``models/torch_pretrained.ckp``) -> PmrNet.
 
@@ -275,7 +274,6 @@ def convert_pmrnet_torch(state: Dict[str, np.ndarray], model) -> Dict[str, np.nd
     return out
 
 
-@CONVERTERS.register(name="pmrnet:mge")
 def convert_pmrnet_mge(state: Dict[str, np.ndarray], model) -> Dict[str, np.ndarray]:
     """Official MegEngine checkpoint (``models/mge_pretrained.ckp``) -> PmrNet.
 
@@ -299,3 +297,52 @@ def convert_pmrnet_mge(state: Dict[str, np.ndarray], model) -> Dict[str, np.ndar
                 arr = arr.reshape(-1)
         out[k] = arr
     return out
+
+
+def _looks_pmrid(state: Dict[str, np.ndarray]) -> bool:
+    keys = _strip_prefix(state)
+    return "conv0.conv.weight" in keys and any(k.startswith("enc1.") for k in keys)
+
+
+def _looks_torch(state: Dict[str, np.ndarray], container: str = "") -> bool:
+    """net_torch.py keys in a torch file; MegEngine writes 5-D grouped weights instead."""
+    five_d = any(np.ndim(v) == 5 for v in state.values())
+    return _looks_pmrid(state) and not five_d and container.startswith("torch")
+
+
+def _looks_mge(state: Dict[str, np.ndarray], container: str = "") -> bool:
+    """MegEngine's ``mge_pretrained.ckp``: a plain pickle, grouped conv weights 5-D."""
+    five_d = any(np.ndim(v) == 5 for v in state.values())
+    return _looks_pmrid(state) and (five_d or container == "pickle")
+
+
+register_arch(
+    Arch(
+        name="pmrnet",
+        model="PmrNet",
+        defaults={"in_channels": 4},
+        sources=(
+            Source(
+                "torch",
+                convert_pmrnet_torch,
+                _looks_torch,
+                url="https://github.com/MegEngine/PMRID (models/torch_pretrained.ckp)",
+            ),
+            Source(
+                "mge",
+                convert_pmrnet_mge,
+                _looks_mge,
+                url="https://github.com/MegEngine/PMRID (models/mge_pretrained.ckp)",
+            ),
+        ),
+        weights={
+            "pmrid": {
+                "url": "https://raw.githubusercontent.com/MegEngine/PMRID/"
+                "8ebb9e8e96559881dee957f34243933c5beb77dd/models/torch_pretrained.ckp",
+                "sha256": "9361614f3514d27351d81909f2215c0fdc38619c0288d936b7266485ac106c14",
+                "config": "configs/pmrnet/pmrnet_raw.yml",
+                "size_mb": 4.2,
+            },
+        },
+    )
+)

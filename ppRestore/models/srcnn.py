@@ -15,7 +15,7 @@ Two classes:
   :func:`ppRestore.data.resize.imresize`) and then run the model, whose output has the
   size of its input. ``scale`` records the SR factor the weights were trained for.
 * :class:`SRCNNPixelShuffle` — the same three layers run at low resolution and the
-  reconstruction layer emits ``num_channels * scale**2`` channels followed by a
+  reconstruction layer emits ``in_channels * scale**2`` channels followed by a
   PixelShuffle (ESPCN-style, Shi et al. CVPR 2016); ``upsample_input = False`` and the
   output is ``scale`` times larger. About ``scale**2`` times cheaper.
 
@@ -31,7 +31,7 @@ The shipped ``srcnn_x2/x3/x4/ps_x3`` weights were trained with a loss that skips
 pixels that see padding, so they expect ``replicate`` (their zoo configs set it): with
 zero padding their outer ~6 px degrade (``srcnn_x3`` on Set5: 31.91 instead of 32.39 dB).
 
-SR models work on the Y channel of MATLAB's YCbCr (``num_channels=1``);
+SR models work on the Y channel of MATLAB's YCbCr (``in_channels=1``);
 :func:`super_resolve_rgb` is the colour pipeline (Y through the model, CbCr bicubic).
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from ..registry import CONVERTERS, MODELS
+from ..registry import MODELS, Arch, Source, register_arch
 
 __all__ = ["SRCNN", "SRCNNPixelShuffle", "super_resolve_rgb", "convert_srcnn"]
 
@@ -53,7 +53,7 @@ class _SRCNNBody(nn.Layer):
 
     def __init__(
         self,
-        num_channels: int,
+        in_channels: int,
         out_channels: int,
         kernel_sizes: Sequence[int],
         features: Sequence[int],
@@ -78,7 +78,7 @@ class _SRCNNBody(nn.Layer):
         f1, f2, f3 = (int(k) for k in kernel_sizes)
         n1, n2 = (int(n) for n in features)
         pm = padding_mode
-        self.conv1 = nn.Conv2D(num_channels, n1, f1, padding=f1 // 2, padding_mode=pm)
+        self.conv1 = nn.Conv2D(in_channels, n1, f1, padding=f1 // 2, padding_mode=pm)
         self.conv2 = nn.Conv2D(n1, n2, f2, padding=f2 // 2, padding_mode=pm)
         self.conv3 = nn.Conv2D(n2, out_channels, f3, padding=f3 // 2, padding_mode=pm)
         self.relu = nn.ReLU()
@@ -92,7 +92,7 @@ class SRCNN(nn.Layer):
     """SRCNN on a bicubic-upscaled image (output size = input size).
 
     Args:
-        num_channels: image channels (1 = Y channel, as in the paper).
+        in_channels: image channels (1 = Y channel, as in the paper).
         scale: SR factor the model is trained for (the predictor upsamples by it first).
         kernel_sizes: ``(f1, f2, f3)``; (9, 1, 5) classic, (9, 5, 5) TPAMI.
         features: ``(n1, n2)`` filters of the first two layers.
@@ -113,7 +113,7 @@ class SRCNN(nn.Layer):
 
     def __init__(
         self,
-        num_channels: int = 1,
+        in_channels: int = 1,
         scale: int = 3,
         kernel_sizes: Sequence[int] = (9, 1, 5),
         features: Sequence[int] = (64, 32),
@@ -124,8 +124,8 @@ class SRCNN(nn.Layer):
         if init not in ("default", "identity"):
             raise ValueError(f"init must be 'default' or 'identity', got {init!r}")
         self.scale = int(scale)
-        self.in_channels = self.out_channels = int(num_channels)
-        self.body = _SRCNNBody(num_channels, num_channels, kernel_sizes, features, padding_mode)
+        self.in_channels = self.out_channels = int(in_channels)
+        self.body = _SRCNNBody(in_channels, in_channels, kernel_sizes, features, padding_mode)
         if init == "identity":
             identity_init_(self.body)
 
@@ -148,7 +148,7 @@ class SRCNNPixelShuffle(nn.Layer):
 
     def __init__(
         self,
-        num_channels: int = 1,
+        in_channels: int = 1,
         scale: int = 3,
         kernel_sizes: Sequence[int] = (9, 1, 5),
         features: Sequence[int] = (64, 32),
@@ -158,9 +158,9 @@ class SRCNNPixelShuffle(nn.Layer):
         if int(scale) < 1:
             raise ValueError(f"scale must be >= 1, got {scale}")
         self.scale = int(scale)
-        self.in_channels = self.out_channels = int(num_channels)
+        self.in_channels = self.out_channels = int(in_channels)
         self.body = _SRCNNBody(
-            num_channels, num_channels * self.scale**2, kernel_sizes, features, padding_mode
+            in_channels, in_channels * self.scale**2, kernel_sizes, features, padding_mode
         )
         self.shuffle = nn.PixelShuffle(self.scale)
 
@@ -201,7 +201,7 @@ def super_resolve_rgb(model: nn.Layer, lr_rgb: np.ndarray) -> np.ndarray:
     """The SR papers' colour pipeline: Y through ``model``, Cb/Cr bicubic.
 
     Args:
-        model: an SR model with ``num_channels == 1`` (``SRCNN`` or
+        model: an SR model with ``in_channels == 1`` (``SRCNN`` or
             ``SRCNNPixelShuffle``), in eval mode.
         lr_rgb: ``H x W x 3`` float RGB in [0, 1] (low resolution).
 
@@ -240,7 +240,6 @@ _STYLES = {
 }
 
 
-@CONVERTERS.register(name="srcnn")
 def convert_srcnn(state: Dict[str, np.ndarray], model: nn.Layer = None) -> Dict[str, np.ndarray]:
     """Map a PyTorch SRCNN state dict (either key style, optional ``module.``) to ours.
 
@@ -265,3 +264,56 @@ def convert_srcnn(state: Dict[str, np.ndarray], model: nn.Layer = None) -> Dict[
     if extra:
         raise KeyError(f"SRCNN checkpoint has unexpected keys: {sorted(extra)[:8]}")
     return out
+
+
+def _looks_srcnn(state: Dict[str, np.ndarray], container: str = "") -> bool:
+    keys = {(k[7:] if k.startswith("module.") else k) for k in state}
+    return any(all(f"{n}.weight" in keys for n in ns) for ns in _STYLES.values())
+
+
+register_arch(
+    Arch(
+        name="srcnn",
+        model="SRCNN",
+        sources=(
+            Source(
+                "pytorch",
+                convert_srcnn,
+                _looks_srcnn,
+                url="yjn870/SRCNN-pytorch (conv1..3) or Lornatang/SRCNN-PyTorch (features/map/...)",
+            ),
+        ),
+        weights={
+            # Trained here (tools/train.py, 2-core CPU); pretrained/README.md.
+            "srcnn_x2": {
+                "file": "srcnn_x2_y.pdparams",
+                "config": "configs/srcnn/srcnn_x2.yml",
+                "sha256": "5879f2df094e7007601586474fd8c4d6a99a23557715011689a48ff90ba8a0aa",
+            },
+            "srcnn_x3": {
+                "file": "srcnn_x3_y.pdparams",
+                "config": "configs/srcnn/srcnn_x3.yml",
+                "sha256": "aefe42fb3255da1f5b18f8beb356fbb1399bf3f5b46f53dbbbfd6dc855bf4a2a",
+            },
+            "srcnn_x4": {
+                "file": "srcnn_x4_y.pdparams",
+                "config": "configs/srcnn/srcnn_x4.yml",
+                "sha256": "9b339d957e736d336dca63eaab0e2cb99e3c3ac542915c5d1a5c81c8478f397b",
+            },
+        },
+    )
+)
+register_arch(
+    Arch(
+        name="srcnn_ps",
+        model="SRCNNPixelShuffle",
+        sources=(Source("pytorch", convert_srcnn, _looks_srcnn),),
+        weights={
+            "srcnn_ps_x3": {
+                "file": "srcnn_ps_x3_y.pdparams",
+                "config": "configs/srcnn/srcnn_ps_x3.yml",
+                "sha256": "51e59bb88dbde5a5cafc9eb064a4bead8c38af59eee8bd7eb701dde6f507e243",
+            },
+        },
+    )
+)

@@ -22,7 +22,7 @@ from typing import List
 import paddle
 from paddle import nn
 
-from ..registry import MODELS
+from ..registry import MODELS, Arch, register_arch
 
 __all__ = ["UNet"]
 
@@ -112,3 +112,19 @@ class UNet(nn.Layer):
             feat = up(feat, skip)
         out = self.tail(feat)
         return x + out if self.residual else out
+
+
+register_arch(
+    Arch(
+        name="unet",
+        model="UNet",
+        weights={
+            # Trained here (tools/train.py, 40 min on a 2-core CPU); pretrained/README.md.
+            "demo_color_denoise": {
+                "file": "unet_color_denoise_s25.pdparams",
+                "config": "configs/demo.yml",
+                "sha256": "4ad169aa67dc66df514bbf52b75bed7ad40393634c72c9015a682059fc76beba",
+            },
+        },
+    )
+)

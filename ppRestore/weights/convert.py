@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
+from ..registry import ARCHS
 from .safe_load import (
     UnsafeWeightsError,
     WeightsError,
@@ -30,22 +31,8 @@ from .safe_load import (
 from .torch_reader import read_npz
 from .unpickler import check_file_size
 
-# arch name -> (MODELS type, default constructor kwargs). The defaults are the ones the
-# official checkpoints were trained with; ``model_kwargs`` overrides them for variants.
-ARCHS: Dict[str, Tuple[str, Dict[str, Any]]] = {
-    "cmfnet": ("CMFNet", {}),
-    "pmrnet": ("PmrNet", {"in_channels": 4}),  # sources: torch, mge
-    "srcnn": ("SRCNN", {}),  # key styles conv1/.. and features/map/reconstruction
-    "dncnn": ("DnCNN", {}),  # sources: saoyan (with BatchNorm), kair (BN folded)
-    "unet": ("UNet", {}),
-    "dmcnn": ("DMCNN", {}),
-}
-
-# Model arguments a checkpoint source implies, applied under the user's overrides:
-# KAIR's model_zoo DnCNNs have BatchNorm folded into conv biases.
-SOURCE_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "dncnn:kair": {"bn": False},
-}
+# Architectures, their constructor defaults and foreign sources are declared in each
+# model file (registry.register_arch); ARCHS (imported above) is that registry.
 
 # Wrapper keys under which training scripts store the weights, tried in this order.
 WRAPPER_KEYS = ("state_dict", "model", "params")
@@ -163,41 +150,139 @@ def read_foreign_checkpoint(
             f"{e}; if it is a legacy PyTorch checkpoint, {_TORCH_HINT}"
         ) from None
     if isinstance(obj, int) and not isinstance(obj, bool):
-        # Legacy torch files start with a pickled magic number.
-        return unwrap_state_dict(_torch_load(path), key, path)
+        # Legacy torch files start with a pickled magic number: torch reads them when it
+        # is installed (and asked for), else the torch-free reader.
+        from .torch_legacy import read_torch_legacy
+
+        use_torch = backend == "torch" or (backend == "auto" and _torch_available())
+        obj = _torch_load(path) if use_torch else read_torch_legacy(path)
     return unwrap_state_dict(obj, key, path)
 
 
+def checkpoint_container(path: str) -> str:
+    """What kind of file ``path`` is, from its name and first bytes: ``"safetensors"``,
+    ``"npz"``, ``"torch-zip"``, ``"torch-legacy"`` or ``"pickle"`` (a ``.pdparams``, a
+    MegEngine ``.ckp`` or any other plain pickle)."""
+    from .torch_legacy import is_legacy_torch
+
+    if path.endswith(".safetensors"):
+        return "safetensors"
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if path.endswith(".npz") or head[:2] == b"PK":
+        return "npz" if path.endswith(".npz") else "torch-zip"
+    return "torch-legacy" if is_legacy_torch(head) else "pickle"
+
+
 # --------------------------------------------------------------------------- conversion
+def get_arch(arch: str) -> Any:
+    """The :class:`~ppRestore.registry.Arch` named ``arch`` or a one-line error."""
+    from ..registry import RegistryError
+
+    try:
+        return ARCHS.get(arch)
+    except RegistryError:
+        import difflib
+
+        names = ARCHS.keys()
+        close = difflib.get_close_matches(arch, names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise WeightsError(f"unknown arch '{arch}'.{hint} Known: {', '.join(names)}") from None
+
+
+def describe_sources(arch: Any) -> str:
+    """``"saoyan (https://...) or kair (...)"`` for messages."""
+    parts = [f"{s.name}" + (f" ({s.url})" if s.url else "") for s in arch.sources]
+    return " or ".join(parts) if parts else "a checkpoint with ppRestore's own key names"
+
+
+def detect_source(
+    arch: str, state: Mapping[str, np.ndarray], container: str = "", src_name: str = ""
+) -> str | None:
+    """Which of ``arch``'s declared sources ``state`` comes from (its detectors decide,
+    first match wins); None if ``arch`` declares no sources (keys already ours).
+
+    Raises:
+        WeightsError: one line naming the file, the sources expected and the keys seen.
+    """
+    a = get_arch(arch)
+    if not a.sources:
+        return None
+    for s in a.sources:
+        if s.detect is not None and s.detect(state, container):
+            return s.name
+    where = f"{src_name}: " if src_name else ""
+    keys = sorted(state)[:6]
+    raise WeightsError(
+        f"{where}not a recognised {arch} checkpoint: expected {describe_sources(a)}; "
+        f"found keys {keys}{' ...' if len(state) > 6 else ''} (pass --source to force one)"
+    )
+
+
 def build_default_model(
     arch: str, model_kwargs: Mapping[str, Any] | None = None, source: str | None = None
 ) -> Any:
-    """Build the model ``arch`` converts into: its :data:`ARCHS` defaults, then the
-    source's :data:`SOURCE_DEFAULTS`, then ``model_kwargs``."""
+    """Build the model ``arch`` converts into: its declared defaults, then what the
+    source implies (KAIR DnCNN: ``bn: False``), then ``model_kwargs``."""
     from ..registry import MODELS
 
-    if arch not in ARCHS:
-        import difflib
-
-        close = difflib.get_close_matches(arch, ARCHS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise WeightsError(f"unknown arch '{arch}'.{hint} Known: {', '.join(sorted(ARCHS))}")
-    model_type, defaults = ARCHS[arch]
-    implied = SOURCE_DEFAULTS.get(f"{arch}:{source}", {}) if source else {}
-    cfg = {"type": model_type, **defaults, **implied, **dict(model_kwargs or {})}
+    a = get_arch(arch)
+    implied = dict(a.source(source).implies) if source and a.sources else {}
+    cfg = {"type": a.model, **dict(a.defaults), **implied, **dict(model_kwargs or {})}
     return MODELS.build(cfg)
 
 
 def get_converter(arch: str, source: str | None = None) -> Callable[..., Dict[str, np.ndarray]]:
-    """The converter registered as ``"<arch>:<source>"`` (or ``"<arch>"``); identity if
-    ``arch`` registers none (its keys already match)."""
-    from ..registry import CONVERTERS
+    """The converter ``arch`` declares for ``source`` (default: its first source);
+    identity if ``arch`` declares none (its keys already match)."""
+    a = get_arch(arch)
+    if not a.sources:
+        return lambda state, model: dict(state)
+    try:
+        return a.source(source).convert if source else a.sources[0].convert
+    except Exception as e:  # RegistryError: unknown source, one line
+        raise WeightsError(str(e)) from None
 
-    if source:
-        return CONVERTERS.get(f"{arch}:{source}")
-    if arch in CONVERTERS:
-        return CONVERTERS.get(arch)
-    return lambda state, model: dict(state)
+
+def convert_into(
+    model: Any,
+    state: Mapping[str, np.ndarray],
+    arch: str,
+    source: str | None = None,
+    src_name: str = "",
+    container: str = "",
+) -> str | None:
+    """Convert ``state`` with ``arch``'s converter (``source`` detected when None) and
+    load it strictly into ``model``. Returns the source used.
+
+    Every failure is a :class:`WeightsError` naming ``src_name`` and what was expected:
+    converters signal a wrong layout with KeyError/ValueError/AssertionError, which must
+    not reach the user as a traceback.
+    """
+    a = get_arch(arch)
+    if source is None:
+        source = detect_source(arch, state, container, src_name)
+    elif a.sources:
+        get_converter(arch, source)  # unknown --source: one line
+    where = f"{src_name}: " if src_name else ""
+    try:
+        converted = get_converter(arch, source)(dict(state), model)
+    except (KeyError, ValueError, AssertionError, IndexError, TypeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise WeightsError(
+            f"{where}cannot convert as {arch}" + (f" ({source})" if source else "") + f": {msg}"
+        ) from None
+    try:
+        load_state_dict(model, converted, strict=True, source=src_name)
+    except WeightsError as e:
+        hint = ""
+        if "mismatched" in str(e):
+            hint = (
+                " (a reduced-width or different-depth checkpoint? pass its constructor"
+                " args, e.g. -o model.n_feat=16)"
+            )
+        raise WeightsError(f"{e} [read as {arch}:{source or 'native'}]{hint}") from None
+    return source
 
 
 def convert_state_dict(
@@ -206,11 +291,13 @@ def convert_state_dict(
     source: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     src_name: str = "",
+    container: str = "",
 ) -> Any:
     """Convert an in-memory foreign state dict; returns the loaded Paddle model."""
+    if source is None:
+        source = detect_source(arch, state, container, src_name)
     model = build_default_model(arch, model_kwargs, source)
-    converted = get_converter(arch, source)(dict(state), model)
-    load_state_dict(model, converted, strict=True, source=src_name)
+    convert_into(model, state, arch, source, src_name, container)
     return model
 
 
@@ -223,20 +310,28 @@ def convert_checkpoint(
     key: str | None = None,
     backend: str = "auto",
 ) -> Dict[str, Any]:
-    """Read ``src``, convert for ``arch``, load strictly, save to ``dst``.
+    """Read ``src``, convert for ``arch`` (source detected unless given), load strictly,
+    save to ``dst``.
 
     ``dst`` ending in ``.safetensors`` writes safetensors, anything else ``.pdparams``.
 
     Returns:
-        A summary: ``{"arch", "src", "dst", "num_tensors", "num_params"}``.
+        A summary: ``{"arch", "source", "src", "dst", "num_tensors", "num_params"}``.
     """
+    get_arch(arch)  # an unknown arch is reported before the file is read
     state = read_foreign_checkpoint(src, key=key, backend=backend)
-    model = convert_state_dict(arch, state, source=source, model_kwargs=model_kwargs, src_name=src)
+    container = checkpoint_container(src)
+    if source is None:
+        source = detect_source(arch, state, container, src)
+    model = convert_state_dict(
+        arch, state, source=source, model_kwargs=model_kwargs, src_name=src, container=container
+    )
     out_state = model.state_dict()
     save_weights(out_state, dst)
     num_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     return {
         "arch": arch,
+        "source": source,
         "src": src,
         "dst": dst,
         "num_tensors": len(out_state),

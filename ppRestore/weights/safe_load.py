@@ -379,9 +379,12 @@ def load_state_dict(
 def load_model_weights(
     model: Any, spec: str, strict: bool = True, cache_dir: str | None = None
 ) -> Dict[str, list]:
-    """Resolve ``spec`` (local file, https URL or zoo name), read it safely, load strictly."""
+    """Resolve ``spec`` (local file, https URL or zoo name), read it safely, load strictly;
+    a foreign checkpoint is converted through the model's architecture first."""
+    from .foreign import load_weights_into
     from .zoo import resolve_weights
 
-    path = resolve_weights(spec, cache_dir=cache_dir)
-    state = load_weights(path)
-    return load_state_dict(model, state, strict=strict, source=path)
+    # A foreign checkpoint (official .pth, MegEngine .ckp) is converted for the model's
+    # architecture and cached (weights/foreign.py); a zoo URL honours the config's mirror.
+    path = resolve_weights(spec, cache_dir=cache_dir, mirror=getattr(model, "weights_mirror", None))
+    return load_weights_into(model, path, strict=strict)

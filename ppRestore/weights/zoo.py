@@ -6,7 +6,7 @@
 * an ``https://`` URL, downloaded once into the cache (``$PPRESTORE_HOME``, default
   ``~/.cache/ppRestore``) with a size cap, written to a temporary file and renamed
   only when complete, and checked against a SHA-256 when the zoo knows one;
-* a zoo name from :data:`ZOO` (shipped files first, then their URL).
+* a zoo name from :data:`ZOO` (shipped files first, then their URL, or a mirror).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import http.client
 import os
 import re
 import ssl
+import sys
 import tempfile
 import time
 import urllib.error
@@ -35,47 +36,111 @@ MAX_DOWNLOAD_BYTES = 1 << 30  # 1 GiB: far above any model here; stops a runaway
 # otherwise hold a run forever; 1800 s still lets 1 GiB arrive at 0.6 MB/s.
 DOWNLOAD_DEADLINE_S = 1800.0
 
-# name -> {"file": path relative to pretrained/, "url": https URL, "sha256": hex,
-#          "config": configs/... path, "arch": converter arch}. Filled as weights land.
-ZOO: Dict[str, Dict[str, str]] = {
-    # Trained with tools/train.py on a 2-core CPU; commands and numbers: pretrained/README.md.
-    "demo_color_denoise": {
-        "file": "unet_color_denoise_s25.pdparams",
-        "config": "configs/demo.yml",
-        "sha256": "4ad169aa67dc66df514bbf52b75bed7ad40393634c72c9015a682059fc76beba",
-    },
-    "srcnn_x3": {
-        "file": "srcnn_x3_y.pdparams",
-        "config": "configs/srcnn/srcnn_x3.yml",
-        "sha256": "aefe42fb3255da1f5b18f8beb356fbb1399bf3f5b46f53dbbbfd6dc855bf4a2a",
-    },
-    "srcnn_ps_x3": {
-        "file": "srcnn_ps_x3_y.pdparams",
-        "config": "configs/srcnn/srcnn_ps_x3.yml",
-        "sha256": "51e59bb88dbde5a5cafc9eb064a4bead8c38af59eee8bd7eb701dde6f507e243",
-    },
-    "srcnn_x4": {
-        "file": "srcnn_x4_y.pdparams",
-        "config": "configs/srcnn/srcnn_x4.yml",
-        "sha256": "9b339d957e736d336dca63eaab0e2cb99e3c3ac542915c5d1a5c81c8478f397b",
-    },
-    "dncnn_s32_sigma25": {
-        "file": "dncnn_s32_sigma25.pdparams",
-        "config": "configs/dncnn/dncnn_s32_sigma25.yml",
-        "sha256": "288bb12fd895c3224ce2afc95b2ea36376dfccd15c19be3893e8ae6abecfdf5e",
-    },
-    "srcnn_x2": {
-        "file": "srcnn_x2_y.pdparams",
-        "config": "configs/srcnn/srcnn_x2.yml",
-        "sha256": "5879f2df094e7007601586474fd8c4d6a99a23557715011689a48ff90ba8a0aa",
-    },
-}
+#: Environment variables naming a mirror for zoo downloads (first set wins); see
+#: :func:`mirrored_url`. The config key is ``model.weights_mirror``.
+MIRROR_ENV = ("PPRESTORE_MIRROR", "PPRESTORE_WEIGHTS_MIRROR")
+
+
+class _Zoo(dict):
+    """name -> entry, filled on first use from the ``weights`` each model file declares
+    (``registry.register_arch``), so adding a model never means editing this file.
+
+    An entry holds ``file`` (shipped in ``pretrained/``) or ``url`` (downloaded once),
+    and optionally ``sha256``, ``config``, ``model_kwargs``, ``size_mb``; ``arch`` is
+    added here.
+    """
+
+    _filled = False
+
+    def _fill(self) -> None:
+        if self._filled:
+            return
+        self._filled = True
+        from ..registry import ARCHS
+
+        for arch_name in ARCHS.keys():
+            for name, entry in ARCHS.get(arch_name).weights.items():
+                dict.setdefault(self, name, {**dict(entry), "arch": arch_name})
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return dict.__contains__(self, key)
+
+    def __getitem__(self, key: str) -> Dict[str, str]:
+        self._fill()
+        return dict.__getitem__(self, key)
+
+    def __iter__(self):
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._fill()
+        return dict.__len__(self)
+
+    def get(self, key, default=None):  # noqa: D102
+        self._fill()
+        return dict.get(self, key, default)
+
+    def items(self):  # noqa: D102
+        self._fill()
+        return dict.items(self)
+
+    def keys(self):  # noqa: D102
+        self._fill()
+        return dict.keys(self)
+
+    def values(self):  # noqa: D102
+        self._fill()
+        return dict.values(self)
+
+
+ZOO: Dict[str, Dict[str, str]] = _Zoo()
+
+
+def mirror_setting(mirror: str | None = None) -> str | None:
+    """The mirror to use: ``mirror`` (config), else the first set :data:`MIRROR_ENV`."""
+    if mirror:
+        return str(mirror)
+    for var in MIRROR_ENV:
+        if os.environ.get(var, "").strip():
+            return os.environ[var].strip()
+    return None
+
+
+def mirrored_url(url: str, name: str, mirror: str | None) -> str:
+    """Where to fetch zoo entry ``name`` (official ``url``) through ``mirror``.
+
+    * ``mirror`` with ``{url}``, ``{name}``, ``{file}`` or ``{path}`` placeholders is
+      formatted (``https://ghproxy.example/{url}``, ``https://my.host/w/{name}/{file}``);
+    * a plain ``https://`` base gets the URL's path appended (the host is replaced);
+    * a local folder is searched for ``<name>/<file>``, then ``<file>`` (copy the
+      files there by hand on a machine that cannot reach GitHub).
+    """
+    if not mirror:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    file = os.path.basename(parts.path)
+    if "{" in mirror:
+        return mirror.format(url=url, name=name, file=file, path=parts.path.lstrip("/"))
+    if "://" not in mirror:
+        for cand in (os.path.join(mirror, name, file), os.path.join(mirror, file)):
+            if os.path.isfile(cand):
+                return cand
+        raise WeightsError(
+            f"zoo model '{name}': the mirror folder {mirror} has neither {name}/{file} nor "
+            f"{file} (official URL: {url})"
+        )
+    return mirror.rstrip("/") + parts.path
 
 
 def cache_dir() -> str:
     return os.environ.get(
         "PPRESTORE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppRestore")
     )
+
+
+_cache_root = cache_dir  # resolve_weights' ``cache_dir`` argument shadows the function
 
 
 def sha256_of(path: str) -> str:
@@ -245,8 +310,13 @@ def download(
     return dst
 
 
-def resolve_weights(spec: str, cache_dir: str | None = None) -> str:
-    """Turn a ``--model_path`` value into a local file path (see module docstring)."""
+def resolve_weights(spec: str, cache_dir: str | None = None, mirror: str | None = None) -> str:
+    """Turn a ``--model_path`` value into a local file path (see module docstring).
+
+    A zoo name with a ``url`` downloads through ``mirror`` (or ``$PPRESTORE_MIRROR``)
+    when one is set. The file may be a foreign checkpoint (the official ``.pth``):
+    :func:`ppRestore.weights.foreign.load_weights_into` converts it for the model.
+    """
     if spec is None or str(spec).strip() == "":
         raise WeightsError("no weights given: pass --model_path FILE, URL or zoo name")
     spec = os.fspath(spec)
@@ -261,7 +331,36 @@ def resolve_weights(spec: str, cache_dir: str | None = None) -> str:
             if os.path.isfile(local):
                 return local
         if entry.get("url"):
-            return download(entry["url"], dst_dir=cache_dir, sha256=entry.get("sha256"))
+            mirror = mirror_setting(mirror)
+            url = mirrored_url(entry["url"], spec, mirror)
+            if "://" not in url:  # found in a local mirror folder
+                return url
+            # On a terminal, say what the wait is for; the line is erased if the download
+            # fails (the error stays one line) and ends in "done" otherwise.
+            key = hashlib.sha256(urllib.parse.urldefrag(url)[0].encode("utf-8")).hexdigest()[:16]
+            cached = os.path.join(cache_dir or _cache_root(), key, _cache_name(url))
+            tty = not os.path.isfile(cached) and sys.stderr.isatty()
+            if tty:
+                size = f" (~{entry['size_mb']} MB)" if entry.get("size_mb") else ""
+                print(
+                    f"downloading zoo model '{spec}'{size} from {_display(url)} once ...",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            try:
+                path = download(url, dst_dir=cache_dir, sha256=entry.get("sha256"))
+            except WeightsError as e:
+                if tty:
+                    print("\r\033[K", end="", file=sys.stderr, flush=True)
+                if "download" not in str(e) or mirror:
+                    raise
+                raise WeightsError(
+                    f"zoo model '{spec}': {e} (or set PPRESTORE_MIRROR to a mirror)"
+                ) from None
+            if tty:
+                print(" done", file=sys.stderr, flush=True)
+            return path
         raise WeightsError(f"zoo model '{spec}' has no shipped file and no URL")
     if os.path.isdir(spec):
         for cand in ("model.pdparams", "model.safetensors"):

@@ -1,0 +1,160 @@
+"""Read a legacy (pre-1.6, non-zip) ``torch.save`` checkpoint without torch.
+
+SaoYan/DnCNN-PyTorch's ``logs/*/net.pth`` are in this format, so without this reader
+every DnCNN zoo name would need torch. The layout (torch ``serialization._legacy_load``)
+is five consecutive pickles and raw data::
+
+    magic number (int) | protocol version (1001) | sys_info (dict)
+    | the object, tensors as persistent ids ('storage', StorageType, key, location,
+      numel, view_metadata) | the list of storage keys
+    | for each key: int64 element count, then count * itemsize bytes
+
+The object pickle goes through :class:`~.convert.TorchZipUnpickler`'s allow-list (the
+tensor-rebuild function and typed-storage classes, nothing else) and every storage is
+bounds-checked against the file, so nothing in the file runs code or asks for memory
+the file does not hold.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Dict
+
+import numpy as np
+
+from .safe_load import RestrictedUnpickler, UnsafeWeightsError, WeightsError
+
+MAGIC = 0x1950A86A20F9469CFC6C
+#: The bytes a legacy torch file starts with: ``pickle.dumps(MAGIC, protocol=2)``.
+MAGIC_PREFIX = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def is_legacy_torch(head: bytes) -> bool:
+    """Does a file starting with ``head`` (>= 14 bytes) look like a legacy torch save?"""
+    return head.startswith(MAGIC_PREFIX)
+
+
+class _Pending:
+    """A tensor whose storage bytes come later in the file."""
+
+    def __init__(self, key: str, offset: int, size: tuple, stride: tuple) -> None:
+        self.key, self.offset, self.size, self.stride = key, offset, size, stride
+
+
+class _StorageRef:
+    def __init__(self, key: str, dtype: str, numel: int) -> None:
+        self.key, self.dtype, self.numel = key, dtype, numel
+
+
+def _pending_tensor(storage: Any, offset: int, size: Any, stride: Any, *_: Any) -> _Pending:
+    if not isinstance(storage, _StorageRef):
+        raise UnsafeWeightsError("tensor rebuild without a storage")
+    return _Pending(storage.key, int(offset), tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data: Any, *_: Any) -> Any:
+    return data
+
+
+class _LegacyUnpickler(RestrictedUnpickler):
+    def __init__(self, file: Any) -> None:
+        super().__init__(file, encoding="latin1")
+        self.storages: Dict[str, _StorageRef] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        from .convert import _STORAGES
+
+        # torch < 0.4 wrote _rebuild_tensor (4 args); later _rebuild_tensor_v2.
+        if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
+            return _pending_tensor
+        if (module, name) == ("torch._utils", "_rebuild_parameter"):
+            return _rebuild_parameter
+        if module == "torch" and name in _STORAGES:
+            return _STORAGES[name]
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        from .convert import _TorchStorage
+
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise UnsafeWeightsError(f"unsupported persistent id {pid!r:.80}")
+        stype, key, numel = pid[1], str(pid[2]), pid[4]
+        if not isinstance(stype, _TorchStorage) or not isinstance(numel, int) or numel < 0:
+            raise UnsafeWeightsError(f"unsupported storage {pid!r:.80}")
+        if len(pid) > 5 and pid[5] is not None:
+            raise WeightsError("storage views (pre-0.4 checkpoints) are not supported")
+        ref = self.storages.setdefault(key, _StorageRef(key, stype.dtype, numel))
+        return ref
+
+
+def _plain(f: io.BytesIO) -> Any:
+    return RestrictedUnpickler(f, encoding="latin1").load()
+
+
+def read_torch_legacy(path: str) -> Any:
+    """Read a legacy torch checkpoint into nested dicts of numpy arrays (torch-free).
+
+    Raises:
+        WeightsError: one line naming ``path`` when the file is not such a checkpoint,
+            is truncated, or its tensors overrun their storages.
+    """
+    from .convert import _rebuild_tensor
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    f = io.BytesIO(data)
+    try:
+        if _plain(f) != MAGIC:
+            raise WeightsError(f"{path}: not a legacy PyTorch checkpoint (bad magic number)")
+        _plain(f)  # protocol version
+        info = _plain(f)
+        little = not isinstance(info, dict) or info.get("little_endian", True)
+        up = _LegacyUnpickler(f)
+        obj = up.load()
+        keys = _plain(f)
+    except UnsafeWeightsError as e:
+        raise UnsafeWeightsError(f"{path}: {e}") from None
+    except WeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - untrusted bytes: every failure is "unreadable"
+        raise WeightsError(
+            f"{path}: not a readable legacy PyTorch checkpoint ({type(e).__name__}: {e})"
+        ) from None
+    order = "<" if little else ">"
+    arrays: Dict[str, np.ndarray] = {}
+    if not isinstance(keys, list):
+        raise WeightsError(f"{path}: legacy checkpoint without a storage key list")
+    for key in keys:
+        ref = up.storages.get(str(key))
+        if ref is None:
+            raise WeightsError(f"{path}: storage '{key}' is listed but never used")
+        head = f.read(8)
+        if len(head) != 8:
+            raise WeightsError(f"{path}: truncated (storage '{key}' missing)")
+        numel = int(np.frombuffer(head, dtype=order + "i8")[0])
+        width = 2 if ref.dtype == "bfloat16" else np.dtype(ref.dtype).itemsize
+        if numel != ref.numel or numel < 0 or numel * width > len(data) - f.tell():
+            raise WeightsError(f"{path}: storage '{key}' is truncated or mis-sized")
+        raw = f.read(numel * width)
+        if ref.dtype == "bfloat16":
+            bits = np.frombuffer(raw, dtype=order + "u2").astype(np.uint32) << 16
+            arr = bits.view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtype=np.dtype(ref.dtype).newbyteorder(order))
+            arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+        arrays[ref.key] = arr
+
+    def build(o: Any, depth: int = 0) -> Any:
+        if depth > 100:
+            raise WeightsError(f"{path}: nested too deeply")
+        if isinstance(o, _Pending):
+            if o.key not in arrays:
+                raise WeightsError(f"{path}: tensor refers to missing storage '{o.key}'")
+            return _rebuild_tensor(arrays[o.key], o.offset, o.size, o.stride)
+        if isinstance(o, dict):
+            return type(o)((k, build(v, depth + 1)) for k, v in o.items())
+        if isinstance(o, (list, tuple)):
+            return type(o)(build(v, depth + 1) for v in o)
+        return o
+
+    return build(obj)
