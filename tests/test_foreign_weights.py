@@ -208,7 +208,7 @@ def test_cli_failures_are_one_line(tmp_path, capsys, arch, content, extra, expec
         src.write_bytes(content)
     rc = _cli("--arch", arch, "--src", str(src), "--dst", str(tmp_path / "o.pdparams"), *extra)
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and expect in err and "in.pth" in err
+    assert rc == 2 and expect in err and "in.pth" in err
     assert "\n" not in err and "Traceback" not in err
 
 
@@ -329,7 +329,7 @@ def test_zoo_name_offline_is_one_line_naming_the_url(home, tmp_path, monkeypatch
         "--image_path", os.path.join(REPO, "demo"), "--save_dir", str(tmp_path / "out"),
     )  # fmt: skip
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and "\n" not in err and "Traceback" not in err
+    assert rc == 2 and "\n" not in err and "Traceback" not in err
     assert zoo.ZOO["cmfnet_deblur"]["url"] in err
     assert "--model_path" in err and "PPRESTORE_MIRROR" in err
 

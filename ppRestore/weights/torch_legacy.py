@@ -9,8 +9,8 @@ is five consecutive pickles and raw data::
       numel, view_metadata) | the list of storage keys
     | for each key: int64 element count, then count * itemsize bytes
 
-The object pickle goes through :class:`~.convert.TorchZipUnpickler`'s allow-list (the
-tensor-rebuild function and typed-storage classes, nothing else) and every storage is
+The object pickle goes through :class:`~.unpickler.RestrictedUnpickler` widened by the
+tensor-rebuild functions and typed-storage names (as :mod:`.torch_reader` does for zips) and every storage is
 bounds-checked against the file, so nothing in the file runs code or asks for memory
 the file does not hold.
 """
@@ -22,7 +22,14 @@ from typing import Any, Dict
 
 import numpy as np
 
-from .safe_load import RestrictedUnpickler, UnsafeWeightsError, WeightsError
+from .torch_reader import STORAGES, TorchStorage, rebuild_tensor
+from .unpickler import (
+    RestrictedUnpickler,
+    UnsafeWeightsError,
+    WeightsError,
+    check_file_size,
+    unpickle,
+)
 
 MAGIC = 0x1950A86A20F9469CFC6C
 #: The bytes a legacy torch file starts with: ``pickle.dumps(MAGIC, protocol=2)``.
@@ -46,49 +53,50 @@ class _StorageRef:
         self.key, self.dtype, self.numel = key, dtype, numel
 
 
-def _pending_tensor(storage: Any, offset: int, size: Any, stride: Any, *_: Any) -> _Pending:
-    if not isinstance(storage, _StorageRef):
-        raise UnsafeWeightsError("tensor rebuild without a storage")
-    return _Pending(storage.key, int(offset), tuple(size), tuple(stride))
-
-
-def _rebuild_parameter(data: Any, *_: Any) -> Any:
-    return data
-
-
 class _LegacyUnpickler(RestrictedUnpickler):
-    def __init__(self, file: Any) -> None:
-        super().__init__(file, encoding="latin1")
+    """The object pickle: tensors become :class:`_Pending` until their storages are read."""
+
+    def __init__(self, file: Any, size: int) -> None:
         self.storages: Dict[str, _StorageRef] = {}
+        # Bound methods made once, so the REDUCE check (by identity) recognises them.
+        self.extra_globals = {
+            # torch < 0.4 wrote _rebuild_tensor (4 args); later _rebuild_tensor_v2.
+            ("torch._utils", "_rebuild_tensor"): self.pending_tensor,
+            ("torch._utils", "_rebuild_tensor_v2"): self.pending_tensor,
+            ("torch._utils", "_rebuild_parameter"): self.rebuild_parameter,
+            **{("torch", n): st for n, st in STORAGES.items()},
+        }
+        super().__init__(file, size)
 
-    def find_class(self, module: str, name: str) -> Any:
-        from .convert import _STORAGES
+    def pending_tensor(
+        self, storage: Any = None, offset: Any = 0, size: Any = (), stride: Any = (), *_: Any
+    ) -> _Pending:
+        if not isinstance(storage, _StorageRef):
+            raise UnsafeWeightsError("tensor rebuild without a storage")
+        if type(offset) is not int or type(size) not in (tuple, list):
+            raise WeightsError("bad tensor geometry")
+        if type(stride) not in (tuple, list):
+            raise WeightsError("bad tensor geometry")
+        return _Pending(storage.key, offset, tuple(size), tuple(stride))
 
-        # torch < 0.4 wrote _rebuild_tensor (4 args); later _rebuild_tensor_v2.
-        if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return _pending_tensor
-        if (module, name) == ("torch._utils", "_rebuild_parameter"):
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGES:
-            return _STORAGES[name]
-        return super().find_class(module, name)
+    def rebuild_parameter(self, data: Any = None, *_: Any) -> _Pending:
+        if not isinstance(data, _Pending):
+            raise UnsafeWeightsError("parameter rebuild without a tensor")
+        return data
 
     def persistent_load(self, pid: Any) -> Any:
-        from .convert import _TorchStorage
-
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+        if not (type(pid) is tuple and len(pid) >= 5 and pid[0] == "storage"):
             raise UnsafeWeightsError(f"unsupported persistent id {pid!r:.80}")
         stype, key, numel = pid[1], str(pid[2]), pid[4]
-        if not isinstance(stype, _TorchStorage) or not isinstance(numel, int) or numel < 0:
+        if not isinstance(stype, TorchStorage) or type(numel) is not int or numel < 0:
             raise UnsafeWeightsError(f"unsupported storage {pid!r:.80}")
         if len(pid) > 5 and pid[5] is not None:
             raise WeightsError("storage views (pre-0.4 checkpoints) are not supported")
-        ref = self.storages.setdefault(key, _StorageRef(key, stype.dtype, numel))
-        return ref
+        return self.storages.setdefault(key, _StorageRef(key, stype.dtype, numel))
 
 
-def _plain(f: io.BytesIO) -> Any:
-    return RestrictedUnpickler(f, encoding="latin1").load()
+def _plain(f: io.BytesIO, path: str) -> Any:
+    return unpickle(f, len(f.getbuffer()) - f.tell(), path)
 
 
 def read_torch_legacy(path: str) -> Any:
@@ -98,24 +106,30 @@ def read_torch_legacy(path: str) -> Any:
         WeightsError: one line naming ``path`` when the file is not such a checkpoint,
             is truncated, or its tensors overrun their storages.
     """
-    from .convert import _rebuild_tensor
+    import os
 
+    check_file_size(path, os.path.getsize(path))  # before reading a byte of it
     with open(path, "rb") as fh:
         data = fh.read()
     f = io.BytesIO(data)
     try:
-        if _plain(f) != MAGIC:
+        if _plain(f, path) != MAGIC:
             raise WeightsError(f"{path}: not a legacy PyTorch checkpoint (bad magic number)")
-        _plain(f)  # protocol version
-        info = _plain(f)
+        _plain(f, path)  # protocol version
+        info = _plain(f, path)
         little = not isinstance(info, dict) or info.get("little_endian", True)
-        up = _LegacyUnpickler(f)
+        up = _LegacyUnpickler(f, len(data) - f.tell())
         obj = up.load()
-        keys = _plain(f)
+        keys = _plain(f, path)
     except UnsafeWeightsError as e:
-        raise UnsafeWeightsError(f"{path}: {e}") from None
-    except WeightsError:
-        raise
+        msg = str(e)
+        raise UnsafeWeightsError(msg if msg.startswith(path) else f"{path}: {msg}") from None
+    except WeightsError as e:
+        msg = str(e)
+        if "legacy PyTorch checkpoint" in msg:
+            raise
+        msg = msg[len(path) + 2 :] if msg.startswith(f"{path}: ") else msg
+        raise WeightsError(f"{path}: not a readable legacy PyTorch checkpoint ({msg})") from None
     except Exception as e:  # noqa: BLE001 - untrusted bytes: every failure is "unreadable"
         raise WeightsError(
             f"{path}: not a readable legacy PyTorch checkpoint ({type(e).__name__}: {e})"
@@ -150,7 +164,7 @@ def read_torch_legacy(path: str) -> Any:
         if isinstance(o, _Pending):
             if o.key not in arrays:
                 raise WeightsError(f"{path}: tensor refers to missing storage '{o.key}'")
-            return _rebuild_tensor(arrays[o.key], o.offset, o.size, o.stride)
+            return rebuild_tensor(arrays[o.key], o.offset, o.size, o.stride)
         if isinstance(o, dict):
             return type(o)((k, build(v, depth + 1)) for k, v in o.items())
         if isinstance(o, (list, tuple)):
