@@ -15,7 +15,7 @@ needs, so users without torch can convert too and nothing in the file can run co
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping
 
 import numpy as np
 
