@@ -1,4 +1,4 @@
-"""Install ppRestore: ``pip install -e .`` (extras: ``[test]``, ``[convert]``, ``[onnx]``, ``[raw]``).
+"""Install ppRestore: ``pip install -e .`` (extras: ``[test]``, ``[convert]``, ``[onnx]``, ``[raw]``, ``[webui]``, ``[browser]``).
 
 On a CUDA machine install ``paddlepaddle-gpu`` first and set ``PPRESTORE_SKIP_PADDLE=1``
 so pip does not add the CPU ``paddlepaddle`` wheel beside it (AI Studio ships the GPU one).
@@ -14,7 +14,9 @@ HERE = Path(__file__).parent
 # The pins resolve together on CPython 3.11 (``pip check`` clean):
 # paddleseg 2.8.0 requires opencv-python<=4.6.0, whose wheels need numpy<2;
 # visualdl pulls pandas, whose 3.x needs numpy>=2, hence pandas<3.
-PADDLE = ["paddlepaddle>=3.0,<3.4"]
+# Supported Paddle range (also ppRestore/__init__.py, which refuses others at import):
+# 2.6.2 is the lowest end, tested in CI on a smoke subset (tests/test_paddle_smoke.py).
+PADDLE = ["paddlepaddle>=2.6.2,<3.4"]
 INSTALL_REQUIRES = [
     "paddleseg==2.8.0",
     "numpy>=1.23,<2",
@@ -34,6 +36,10 @@ EXTRAS = {
     "onnx": ["paddle2onnx>=2", "onnxruntime", "ml-dtypes<0.5"],
     "raw": ["rawpy"],
     "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.21"],
+    # the browser page (tools/webui.py); 6.31 resolves with numpy<2, pandas<3, opencv<=4.6
+    "webui": ["gradio>=6.31,<7"],
+    # the browser test drives the system's chromium + chromedriver (apt), never a download
+    "browser": ["selenium>=4.20,<5"],
 }
 
 setup(
