@@ -165,6 +165,38 @@ def test_uploaded_weights_and_raw_frame(tmp_path):
     assert "needs the raw denoising task" in msg
 
 
+def test_download_progress_is_reported(tmp_path, monkeypatch, photos):
+    """While a zoo download runs, the page says how many MB have arrived (the zoo's
+    streaming temp file is watched; the network is replaced by a slow local writer)."""
+    from ppRestore.weights import zoo
+
+    monkeypatch.setenv("PPRESTORE_HOME", str(tmp_path / "cache"))
+    shipped = zoo.resolve_weights("srcnn_x3")
+
+    def slow_resolve(spec, cache_dir=None):
+        if spec != "srcnn_x3":  # the predictor resolves the local file again
+            return spec
+        d = os.path.join(zoo.cache_dir(), "0123456789abcdef")
+        os.makedirs(d)
+        part = os.path.join(d, ".download-x")
+        with open(part, "wb") as f:
+            for _ in range(4):
+                f.write(b"\0" * 600_000)
+                f.flush()
+                time.sleep(0.4)
+        os.remove(part)
+        return shipped
+
+    monkeypatch.setattr(zoo, "resolve_weights", slow_resolve)
+    seen = []
+    res, msg = WebRestorer(work_dir=str(tmp_path / "w")).run_safe(
+        SR3, str(photos / "cat crop.png"), report=lambda f, m: seen.append(m)
+    )
+    assert res is not None, msg
+    mb = [m for m in seen if m.startswith("downloading weights 'srcnn_x3': ")]
+    assert mb and mb[-1] != mb[0] and "MB so far" in mb[-1]
+
+
 def test_preview_pair_lines_up_sr():
     from ppRestore.data.io import Image
 
@@ -185,6 +217,20 @@ def test_cli_one_line_errors():
     assert r.returncode == 2 and r.stderr.strip() == "error: -c nope.yml: not found"
     r = cli("--port", "70000")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="needs the [webui] extra")
+def test_launch_non_blocking_serves_and_closes():
+    """The notebook way: launch(block=False) returns with the page served."""
+    from ppRestore.gui.webui import launch
+
+    port = _free_port()
+    app = launch(port=port, block=False, inline=False)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.status == 200 and b"ppRestore" in r.read()
+    finally:
+        app.close()
 
 
 # --- the real page in headless Chromium ---------------------------------------------------
