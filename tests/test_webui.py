@@ -206,12 +206,23 @@ def test_preview_pair_lines_up_sr():
     assert x.shape == y.shape == (120, 240, 3)
 
 
-def test_cli_one_line_errors():
-    def cli(*a):
+def test_cli_one_line_errors(tmp_path):
+    def cli(*a, path=REPO):
         return subprocess.run(
             [sys.executable, "tools/webui.py", *a], cwd=REPO, capture_output=True, text=True,
-            env=dict(os.environ, PYTHONPATH=REPO), timeout=120,
+            env=dict(os.environ, PYTHONPATH=path), timeout=120,
         )  # fmt: skip
+
+    # without the [webui] extra (a stand-in gradio that fails to import, as a missing one)
+    (tmp_path / "gradio").mkdir()
+    (tmp_path / "gradio" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'gradio'\")"
+    )
+    r = cli(path=f"{tmp_path}{os.pathsep}{REPO}")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "error: the web UI needs Gradio (No module named 'gradio'): pip install -e \".[webui]\""
+    ]
 
     r = cli("-c", "nope.yml", "--model_path", "x")
     assert r.returncode == 2 and r.stderr.strip() == "error: -c nope.yml: not found"
