@@ -76,6 +76,12 @@ def test_sr_x3_output_size_download_name_and_previews(restorer, photos):
     pred = Predictor.from_config(os.path.join(REPO, "configs/srcnn/srcnn_x3.yml"), "srcnn_x3")
     assert np.array_equal(got, pred.restore(str(photos / "cat crop.png")).data)
     assert res.before.shape == res.after.shape and res.before.dtype == np.uint8
+    # self-ensemble reaches the predictor's option without a second model
+    res8, msg = restorer.run_safe(SR3, str(photos / "cat crop.png"), self_ensemble=True)
+    assert res8 is not None, msg
+    pred.options.self_ensemble = True
+    want = pred.restore(str(photos / "cat crop.png")).data
+    assert np.array_equal(read_image(res8.files[0]).data, want) and not np.array_equal(want, got)
 
 
 def test_denoise_changes_image_and_reports_progress(restorer, photos):

@@ -75,9 +75,13 @@ class Task:
             return self.weights
         from ..weights.zoo import ZOO
 
+        mine = self.config_path()
         for name, entry in ZOO.items():
-            if self.config and os.path.normpath(entry.get("config", "")) == os.path.normpath(
-                self.config
+            cfg = entry.get("config")
+            if (
+                mine
+                and cfg
+                and os.path.realpath(os.path.join(REPO_ROOT, cfg)) == os.path.realpath(mine)
             ):
                 return name
         return None
@@ -515,6 +519,11 @@ def launch(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     tasks = default_tasks()
     if config or model_dir:
+        # paths from the command line are relative to where it was typed
+        config = os.path.abspath(config) if config else None
+        model_dir = os.path.abspath(model_dir) if model_dir else None
+        if model_path and os.path.exists(model_path):
+            model_path = os.path.abspath(model_path)
         name = os.path.basename(model_dir or config)
         tasks.insert(
             0, Task(f"Command-line model ({name})", config, model_path, tuple(opts), model_dir)
@@ -533,6 +542,7 @@ def launch(
         max_file_size=f"{int(max_upload_mb)}mb",
         allowed_paths=[restorer.work_dir],
         quiet=False,
+        ssr_mode=False,  # plain server-side page: no Node.js process
         css=CSS,
     )
     return app
