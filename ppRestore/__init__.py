@@ -73,6 +73,68 @@ def _refuse_unsupported_paddle():
 
 _refuse_unsupported_paddle()
 
+
+def _load_image_codecs_before_paddle2():
+    """Paddle 2.x's libpaddle exports its own zlib: loaded first, it captures the
+    symbols Pillow and OpenCV use, and every PNG then fails with "codec configuration
+    error" (Pillow) or an empty result (cv2.imread) -- measured with paddlepaddle 2.6.2,
+    Pillow 10.4/13.0, opencv 4.5.5. Loading both codecs first avoids it, so on 2.x this
+    package imports them (Paddle 3 does not have the problem)."""
+    import sys
+
+    try:
+        from importlib import metadata
+
+        version = next(
+            (_v for _n in _PADDLE_DISTS for _v in [_dist_version(metadata, _n)] if _v), None
+        )
+    except Exception:  # noqa: BLE001 - a broken metadata lookup must not break import
+        return
+    if version is None or _version_tuple(version) >= (3,) or _version_tuple(version) == (0, 0, 0):
+        return
+    try:
+        import cv2  # noqa: F401
+        import PIL.Image
+    except ImportError:
+        return
+    if "paddle" in sys.modules and not _png_decodes(PIL.Image):
+        import warnings
+
+        warnings.warn(
+            "Paddle 2.x was imported before ppRestore and now breaks PNG decoding ('codec "
+            "configuration error'): import ppRestore before paddle (restart the kernel)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+# a 1x1 grey PNG: its IDAT needs zlib, the part Paddle 2.x's libraries capture
+_TINY_PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00"
+    b"\x00:~\x9bU\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00"
+    b"\x00IEND\xaeB`\x82"
+)
+
+
+def _png_decodes(pil_image) -> bool:
+    import io
+
+    try:
+        pil_image.open(io.BytesIO(_TINY_PNG)).load()
+        return True
+    except OSError:
+        return False
+
+
+def _dist_version(metadata, name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+_load_image_codecs_before_paddle2()
+
 __all__ = ["__version__", "check_paddle_version", "restore"]
 
 

@@ -73,6 +73,27 @@ def test_demo_restore_export_and_deploy_round_trip(tmp_path):
     assert np.abs(pi.astype(int) - dyn).max() <= 2
 
 
+def test_png_codecs_survive_paddle_import(tmp_path):
+    """Paddle 2.x's libraries capture zlib from Pillow/OpenCV when imported first (PNG
+    decoding then fails); importing ppRestore first loads the codecs first, and the
+    other order warns on 2.x. Paddle 3 has no such problem (no warning)."""
+    code = (
+        "import ppRestore, paddle, numpy as np\n"
+        "from ppRestore.data.io import read_image, write_image\n"
+        "a = read_image('demo/chelsea_noisy.png').data\n"
+        f"write_image({str(tmp_path / 'o.png')!r}, a)\n"
+        f"assert (read_image({str(tmp_path / 'o.png')!r}).data == a).all()\n"
+        "print(paddle.__version__)\n"
+    )
+    r = run("-c", code)
+    assert r.returncode == 0, r.stderr[-2000:]
+    major = int(r.stdout.strip().split(".")[0])
+    r = run("-W", "always", "-c", "import paddle\nimport ppRestore")
+    assert r.returncode == 0, r.stderr[-2000:]
+    warned = "breaks PNG decoding" in r.stderr
+    assert warned == (0 < major < 3), r.stderr[-2000:]
+
+
 def test_one_training_step(tmp_path):
     # synthetic document pairs: no data files needed
     r = run(
