@@ -203,6 +203,17 @@ def test_download_progress_is_reported(tmp_path, monkeypatch, photos):
     assert mb and mb[-1] != mb[0] and "MB so far" in mb[-1]
 
 
+def test_old_results_are_pruned(tmp_path, photos):
+    r = WebRestorer(work_dir=str(tmp_path))
+    for i in range(20):
+        os.makedirs(tmp_path / f"run-{i:02d}")
+        os.utime(tmp_path / f"run-{i:02d}", (i, i))
+    res, msg = r.run_safe(SR3, str(photos / "cat crop.png"))
+    assert res is not None and os.path.isfile(res.files[0]), msg
+    left = sorted(p.name for p in tmp_path.glob("run-*"))
+    assert len(left) == 17 and "run-19" in left and "run-00" not in left
+
+
 def test_preview_pair_lines_up_sr():
     from ppRestore.data.io import Image
 

@@ -274,6 +274,15 @@ class WebRestorer:
 
     # --- running ------------------------------------------------------------------------
 
+    def _prune(self, keep: int = 16) -> None:
+        """Delete all but the newest ``keep`` result folders (a page left running for
+        days must not fill the disk; Gradio has its own copy of what it served)."""
+        runs = sorted(
+            glob.glob(os.path.join(self.work_dir, "run-*")), key=os.path.getmtime, reverse=True
+        )
+        for old in runs[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+
     def _check_upload(self, path: str | None) -> str:
         if not path:
             raise WebError("no file: upload an image (or a .npy/.dng raw frame) first")
@@ -322,6 +331,7 @@ class WebRestorer:
             opts=task.opts,
         )
         ctl.set_options(tile, self_ensemble)
+        self._prune()
         out_dir = tempfile.mkdtemp(prefix="run-", dir=self.work_dir)
         t0 = time.perf_counter()
         report(0.02, "loading the model")
