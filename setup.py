@@ -1,5 +1,5 @@
 """Install ppRestore: ``pip install -e .`` or ``pip install .`` (extras: ``[test]``, ``[convert]``,
-``[onnx]``, ``[raw]``, ``[paddleseg]``). Installs the ``pprestore`` command.
+``[onnx]``, ``[raw]``, ``[paddleseg]``, ``[webui]``, ``[browser]``). Installs the ``pprestore`` command.
 
 On a CUDA machine install ``paddlepaddle-gpu`` first and set ``PPRESTORE_SKIP_PADDLE=1``
 so pip does not add the CPU ``paddlepaddle`` wheel beside it (AI Studio ships the GPU one).
@@ -40,7 +40,9 @@ class BuildPyWithData(build_py):
 # it is the optional ``[paddleseg]`` extra for a shared PaddleSeg environment. numpy<2
 # stays for now (the tested range); with it pip resolves opencv-python 4.11.0.86 (4.12+
 # needs numpy>=2). visualdl pulls pandas, whose 3.x needs numpy>=2, hence pandas<3.
-PADDLE = ["paddlepaddle>=3.0,<3.4"]
+# Supported Paddle range (also ppRestore/__init__.py, which refuses others at import):
+# 2.6.2 is the lowest end, tested in CI on a smoke subset (tests/test_paddle_smoke.py).
+PADDLE = ["paddlepaddle>=2.6.2,<3.4"]
 INSTALL_REQUIRES = [
     "numpy>=1.23,<2",
     "opencv-python>=4.5",
@@ -72,6 +74,10 @@ EXTRAS = {
         "nbformat>=5",
         "ipykernel>=6",
     ],
+    # the browser page (tools/webui.py); 6.31 resolves with numpy<2, pandas<3
+    "webui": ["gradio>=6.31,<7"],
+    # the browser test drives the system's chromium + chromedriver (apt), never a download
+    "browser": ["selenium>=4.20,<5"],
 }
 
 setup(

@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+import ppRestore  # noqa: F401  (before any test imports paddle: image codecs first on Paddle 2.x)
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -1,7 +1,11 @@
 """Tiny models registered for training tests only (the real models live in ppRestore.models)."""
 
+# isort: off
+import ppRestore  # noqa: F401  (first: on Paddle 2.x it loads the image codecs before Paddle)
 import paddle
 import paddle.nn as nn
+
+# isort: on
 
 from ppRestore.registry import LOSSES, MODELS
 from tests.helpers import register_once

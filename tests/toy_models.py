@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import time
 
+# isort: off
+import ppRestore  # noqa: F401  (first: on Paddle 2.x it loads the image codecs before Paddle)
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
+
+# isort: on
 
 from ppRestore.registry import MODELS
 from tests.helpers import register_once

@@ -292,6 +292,65 @@ class GuiController:
         self.output = out
         return out
 
+    def is_raw(self) -> bool:
+        """True when the current model is a raw (Bayer) model (``infer.color: raw``);
+        builds the predictor."""
+        return self.predictor().options.resolved_color == "raw"
+
+    def restore_raw_file(
+        self,
+        path: str,
+        save_dir: str,
+        iso: float,
+        pattern: str = "RGGB",
+        progress: Callable[[float], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Tuple[str, str, str]:
+        """Denoise one Bayer frame (``.npy``/``.dng``) with the current raw model.
+
+        The one place the front ends call the raw path: the same folder runner as
+        ``tools/infer.py`` (:func:`ppRestore.inference.batch.run_raw_batch`), so the
+        outputs are identical: ``NAME.npy`` (input dtype and levels), ``NAME.png`` (a
+        preview) and ``NAME_compare.png`` (noisy | denoised previews).
+
+        Returns:
+            ``(npy, preview_png, compare_png)`` paths in ``save_dir``.
+        """
+        from ..inference.batch import run_raw_batch
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file")
+        with self._lock:
+            pred = self._configured_predictor()
+            if pred.options.resolved_color != "raw":
+                raise ValueError(
+                    "this model restores RGB images, not raw Bayer frames: pick a raw model"
+                )
+            pred.progress = _PassProgress(
+                8 if self.self_ensemble else 1,
+                progress or (lambda f: None),
+                cancel or threading.Event(),
+            )
+            try:
+                res = run_raw_batch(
+                    pred.restore_raw,
+                    path,
+                    save_dir,
+                    iso=iso,
+                    pattern=pattern,
+                    compare=True,
+                    progress=False,
+                    log=lambda msg: None,
+                )
+            finally:
+                pred.progress = None
+        if res.failed:
+            raise ValueError(res.failed[0][1])
+        if not res.restored:
+            raise ValueError(f"{os.path.basename(path)}: not a raw frame (.npy or camera raw)")
+        stem = os.path.splitext(res.restored[0][1])[0]
+        return stem + ".npy", stem + ".png", stem + "_compare.png"
+
     def start_restore(self) -> RestoreJob:
         """Start :meth:`restore` in a daemon thread and return its :class:`RestoreJob`."""
         if self.job is not None and self.job.running():
