@@ -68,6 +68,7 @@ def test_degradation_errors():
 
 def test_bicubic_downscale_uses_matlab_imresize():
     from ppRestore.data import resize
+
     img = np.random.default_rng(0).random((26, 25, 3)).astype(np.float32)
     out = DEGRADATIONS.build({"type": "BicubicDownscale", "scale": 4})(
         img, np.random.default_rng(0)

@@ -342,9 +342,9 @@ def test_denoise_raw_bggr_follows_official_flip() -> None:
 
 
 def test_predictor_raw_stage_pads_once_and_matches_denoise_raw_end() -> None:
-    from ppRestore.inference.predictor import Predictor
-
     import paddle
+
+    from ppRestore.inference.predictor import Predictor
 
     seen = []
 

@@ -676,6 +676,7 @@ def test_weight_converter_refuses_crafted_files(tmp_path, monkeypatch, name, as_
     import zipfile
 
     from ppRestore.weights import convert
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(convert, "_torch_available", lambda: False)  # the torch-free path
     with open(os.path.join(MALICIOUS_DIR, name), "rb") as f:
