@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import os
 import pickle
+import re
 import ssl
 import sys
 import threading
@@ -192,7 +193,8 @@ def test_help_lists_architectures_and_sources(capsys):
     "arch, content, extra, expect",
     [
         ("srcnn", b"not a checkpoint at all", [], "not a readable"),
-        ("cmfnet", b"PK\x03\x04broken zip", [], "not a zip archive"),
+        # the torch-free reader or torch.load (when installed) reads it: both refuse in one line
+        ("cmfnet", b"PK\x03\x04broken zip", [], "not a (zip archive|readable PyTorch checkpoint)"),
         ("dncnn", "saoyan", ["--source", "kair"], "not a KAIR DnCNN checkpoint"),
         ("dncnn", "saoyan", ["--source", "nope"], "no source 'nope'"),
         ("srcnn", "saoyan", [], "not a recognised srcnn checkpoint"),
@@ -208,7 +210,7 @@ def test_cli_failures_are_one_line(tmp_path, capsys, arch, content, extra, expec
         src.write_bytes(content)
     rc = _cli("--arch", arch, "--src", str(src), "--dst", str(tmp_path / "o.pdparams"), *extra)
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and expect in err and "in.pth" in err
+    assert rc == 2 and re.search(expect, err) and "in.pth" in err
     assert "\n" not in err and "Traceback" not in err
 
 

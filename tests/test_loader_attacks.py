@@ -550,7 +550,7 @@ def test_infer_cli_refuses_crafted_weights(cli_dir, attacks, name, tmp_path):
         "--image_path", str(cli_dir / "set" / "0.png"), "--save_dir", str(tmp_path / "out"),
         cwd=str(tmp_path),
     )  # fmt: skip
-    _one_error_line(r, 1, attacks[name])
+    _one_error_line(r, 2, attacks[name])
 
 
 def test_train_cli_resume_refuses_crafted_weights(cli_dir, attacks, tmp_path):
@@ -580,7 +580,7 @@ def test_convert_cli_refuses_crafted_checkpoints(attacks, tmp_path, name, phrase
         "tools/convert_weights.py", "--arch", "dncnn", "--src", attacks[name],
         "--dst", str(tmp_path / "o.pdparams"), "--backend", "zip", cwd=str(tmp_path),
     )  # fmt: skip
-    _one_error_line(r, 1, phrase)
+    _one_error_line(r, 2, phrase)
     assert not (tmp_path / "o.pdparams").exists()
 
 

@@ -53,7 +53,13 @@ def _torch_load(path: str) -> Any:
             f"{path}: reading this legacy (pre-1.6, non-zip) PyTorch checkpoint needs torch: "
             f"{_TORCH_HINT}"
         ) from None
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError/UnpicklingError/...
+        msg = " ".join(str(e).split())
+        raise WeightsError(
+            f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {msg[:160]})"
+        ) from None
 
     def to_np(o: Any) -> Any:
         if isinstance(o, torch.Tensor):
