@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -31,9 +32,21 @@ def test_wheel_installs_and_pprestore_infer_runs_from_an_empty_folder(tmp_path):
     # setuptools < 70 builds wheels through the 'wheel' package: the [test] extra installs
     # it (CI); a dev venv without it cannot build offline.
     pytest.importorskip("wheel")
+    # Build from a copy of what the wheel is made of: an in-tree build would leave
+    # build/ in the checkout, and a stale build/lib could slip deleted modules in.
+    src = tmp_path / "src"
+    src.mkdir()
+    keep = ("setup.py", "pyproject.toml", "README.md", "ppRestore", "configs", "pretrained")
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "_data")
+    for name in keep:
+        path = os.path.join(REPO, name)
+        if os.path.isdir(path):
+            shutil.copytree(path, src / name, ignore=skip)
+        else:
+            shutil.copy2(path, src / name)
     whl_dir = tmp_path / "whl"
     r = _run(
-        [sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
          "--no-index", "-q", "-w", str(whl_dir)],
         cwd=str(tmp_path),
     )  # fmt: skip
