@@ -193,3 +193,31 @@ def test_color_none_passes_other_channel_counts_unclipped():
     assert out.shape == (9, 14, 4) and out.max() > 1.0
     with pytest.raises(ValueError, match="H x W x 4"):
         p.predict(x[..., :3])
+
+
+def test_restore_works_in_a_thread_other_than_the_one_that_imported_paddle(tmp_path):
+    """Paddle turns dygraph mode on only in the thread that imports it; a web UI worker
+    thread importing it first left the main thread in static mode (a TypeError)."""
+    import os
+    import subprocess
+    import sys
+
+    from skimage import data as skdata
+
+    from ppRestore.data.io import write_image
+
+    write_image(str(tmp_path / "c.png"), skdata.chelsea()[:32, :48])
+    code = (
+        "import threading, ppRestore\n"
+        "from ppRestore.inference import restore\n"
+        f"args = ({str(tmp_path / 'c.png')!r},)\n"
+        "kw = dict(config='configs/srcnn/srcnn_x3.yml', model_path='srcnn_x3')\n"
+        "t = threading.Thread(target=lambda: restore(*args, **kw)); t.start(); t.join()\n"
+        "print(restore(*args, **kw).data.shape)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(96, 144, 3)" in r.stdout

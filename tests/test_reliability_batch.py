@@ -277,7 +277,7 @@ def test_collision_cli_is_one_line(folder, tmp_path, capsys):
     args = ["-c", str(folder / "toy.yml"), "--model_path", str(folder / "w.pdparams")]
     code = main(args + ["--image_path", str(src), "--save_dir", str(src), "--overwrite"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and err[-1].startswith("error: output name clash, nothing written")
+    assert code == 2 and err[-1].startswith("error: output name clash, nothing written")
 
 
 # ------------------------------------------------------------ 16-bit PPM, ICC profiles

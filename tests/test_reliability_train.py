@@ -281,7 +281,7 @@ def test_resume_with_another_batch_size_warns(tmp_path):
     finally:
         logging.getLogger("ppRestore").removeHandler(rec)
     assert any("batch_size was 2, now 4" in ln for ln in rec.lines), rec.lines
-    assert any("iters 2, now 6" in ln for ln in rec.lines), rec.lines
+    assert any("iters was 2, now 6" in ln for ln in rec.lines), rec.lines
     assert all("\n" not in ln for ln in rec.lines)
 
 

@@ -179,7 +179,7 @@ def test_download_progress_is_reported(tmp_path, monkeypatch, photos):
     monkeypatch.setenv("PPRESTORE_HOME", str(tmp_path / "cache"))
     shipped = zoo.resolve_weights("srcnn_x3")
 
-    def slow_resolve(spec, cache_dir=None):
+    def slow_resolve(spec, cache_dir=None, **kw):
         if spec != "srcnn_x3":  # the predictor resolves the local file again
             return spec
         d = os.path.join(zoo.cache_dir(), "0123456789abcdef")

@@ -62,6 +62,11 @@ class DynamicBackend(Backend):
     def run(self, x: np.ndarray) -> np.ndarray:
         import paddle
 
+        # Paddle keeps dygraph mode per thread and switches it on only in the thread that
+        # first imported paddle: a web/GUI worker thread that imported it leaves every
+        # other thread in static mode ("must be Value, but got EagerParamBase").
+        if not paddle.in_dynamic_mode():
+            paddle.disable_static()
         with paddle.no_grad():
             out = restored_output(
                 self.model(paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32)))
