@@ -16,6 +16,20 @@ PRETRAINED_KEY = "pretrained"
 MIRROR_KEY = "weights_mirror"
 
 
+def ensure_dynamic_mode() -> None:
+    """Switch this thread to Paddle's dynamic graph if it is not in it.
+
+    Paddle keeps dygraph mode per thread and turns it on only in the thread that first
+    imported paddle: when a web-UI or GUI worker thread imports it, every other thread
+    starts in static mode ("'numpy' only can be called ... in dynamic graph mode", "must
+    be Value, but got EagerParamBase"). Called where models are built and run.
+    """
+    import paddle
+
+    if not paddle.in_dynamic_mode():
+        paddle.disable_static()
+
+
 def build_model(model_cfg: Dict[str, Any], load_pretrained: bool = False):
     """Instantiate the model described by a config's ``model:`` section.
 
@@ -24,6 +38,7 @@ def build_model(model_cfg: Dict[str, Any], load_pretrained: bool = False):
             arguments, except ``pretrained``.
         load_pretrained: load ``model_cfg['pretrained']`` (strictly) into the new model.
     """
+    ensure_dynamic_mode()
     cfg = dict(model_cfg)
     pretrained = cfg.pop(PRETRAINED_KEY, None)
     mirror = cfg.pop(MIRROR_KEY, None)

@@ -18,7 +18,7 @@ from typing import Any, List, Sequence
 
 import numpy as np
 
-from ..builder import restored_output
+from ..builder import ensure_dynamic_mode, restored_output
 
 __all__ = [
     "Backend",
@@ -62,11 +62,7 @@ class DynamicBackend(Backend):
     def run(self, x: np.ndarray) -> np.ndarray:
         import paddle
 
-        # Paddle keeps dygraph mode per thread and switches it on only in the thread that
-        # first imported paddle: a web/GUI worker thread that imported it leaves every
-        # other thread in static mode ("must be Value, but got EagerParamBase").
-        if not paddle.in_dynamic_mode():
-            paddle.disable_static()
+        ensure_dynamic_mode()  # this thread may not be the one that imported paddle
         with paddle.no_grad():
             out = restored_output(
                 self.model(paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32)))
