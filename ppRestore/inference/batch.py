@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
@@ -54,6 +54,10 @@ class BatchResult:
     restored: List[Tuple[str, str]] = field(default_factory=list)  # (input, output)
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (input, one-line reason)
     seconds: float = 0.0
+    # paddle.distributed.launch runs (ppRestore.inference.shard): this rank's plan, and
+    # whether this result is the one to report (rank 0 after shard.gather)
+    shard: Any = None
+    is_primary: bool = True
 
     @property
     def exit_code(self) -> int:
@@ -63,7 +67,10 @@ class BatchResult:
         s = f"{len(self.restored)} restored, {len(self.failed)} failed"
         if self.failed:
             s += ": " + ", ".join(os.path.basename(p) for p, _ in self.failed)
-        return s + f" ({self.seconds:.1f} s)"
+        procs = getattr(self.shard, "world", 1)
+        if procs > 1 and not self.is_primary:
+            s = f"rank {self.shard.rank}: {s} (the run's summary is on rank 0)"
+        return s + f" ({self.seconds:.1f} s" + (f", {procs} processes)" if procs > 1 else ")")
 
 
 def output_path(in_path: str, save_dir: str, dtype: np.dtype = np.uint8, suffix: str = "") -> str:
@@ -139,7 +146,9 @@ def run_batch(
         ImageReadError: the spec matches nothing; ImageWriteError: save_dir unusable;
         ValueError: save_dir is the input folder without ``overwrite``.
     """
-    files = list_images(image_spec)
+    from .shard import shard_plan
+
+    files, plan = shard_plan(list_images(image_spec))  # this rank's share under a launcher
 
     def job(f: str, check_dst: Callable[[str], str], log: Callable[[str], None]) -> str:
         img = read_image(f)
@@ -153,7 +162,9 @@ def run_batch(
             write_image(os.path.join(save_dir, stem + "_compare.png"), compare_image(img, out))
         return dst
 
-    return _run_files(files, job, save_dir, overwrite, progress, log)
+    res = _run_files(files, job, save_dir, overwrite, progress, log)
+    res.shard = plan
+    return res
 
 
 def _run_files(
@@ -306,11 +317,12 @@ def run_raw_batch(
         read_raw,
         save_raw_preview,
     )
+    from .shard import shard_plan
 
     pattern = check_pattern(pattern)
     if iso is None or not float(iso) > 0:
         raise ValueError(f"--iso must be a positive number, got {iso}")
-    files = list_raw_files(raw_spec)
+    files, plan = shard_plan(list_raw_files(raw_spec))
 
     def job(f: str, check_dst: Callable[[str], str], log: Callable[[str], None]) -> str:
         stem = os.path.splitext(os.path.basename(f))[0]
@@ -357,4 +369,6 @@ def run_raw_batch(
         return dst
 
     # read_raw/denoise_raw raise RawError, a ValueError: caught per file by _run_files.
-    return _run_files(files, job, save_dir, overwrite, progress, log)
+    res = _run_files(files, job, save_dir, overwrite, progress, log)
+    res.shard = plan
+    return res

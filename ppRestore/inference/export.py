@@ -330,4 +330,9 @@ def drop_unused_pad_values(model: Any) -> int:
         if mode != "constant":
             del node.input[2:]
             n += 1
+    if n:  # and the constants nothing reads any more
+        used = {i for node in model.graph.node for i in node.input}
+        keep = [t for t in model.graph.initializer if t.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
     return n

@@ -140,6 +140,7 @@ def quantize_int8(
     keep_fp32: Sequence[str] = (),
     seed: int = 0,
     log: Callable[[str], None] = print,
+    method: str = "minmax",
 ) -> Dict[str, Any]:
     """Write ``export_dir/model_int8.onnx`` from ``model.onnx`` calibrated on
     ``calib_dir`` and record it in ``deploy.yaml``; returns the ``int8`` section.
@@ -148,7 +149,13 @@ def quantize_int8(
         sizes: crop sizes (pixels) taken from each calibration image.
         max_images: calibration images used (sorted names, first ones).
         keep_fp32: layers left in float (``first``, ``last`` or ONNX node names).
+        method: activation range calibration: ``minmax`` (the whole range seen),
+            ``percentile`` (99.999th percentile: a finer step, outliers clipped) or
+            ``entropy``.
     """
+    methods = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+    if method not in methods:
+        raise ValueError(f"calibration method must be one of {', '.join(methods)}, got '{method}'")
     try:
         import onnx
         from onnxruntime.quantization import (
@@ -179,10 +186,16 @@ def quantize_int8(
     if keep:
         log(f"int8: kept in fp32: {', '.join(keep)}")
     name = fp32_model.graph.input[0].name
+    feed = inputs
+    if method != "minmax":
+        # ORT's histogram calibrators stack all activations of a tensor into one array,
+        # so their inputs must share a shape: the smallest, cut from each input.
+        h0, w0 = min(x.shape[2] for x in inputs), min(x.shape[3] for x in inputs)
+        feed = [np.ascontiguousarray(x[:, :, :h0, :w0]) for x in inputs]
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter(inputs)
+            self.it = iter(feed)
 
         def get_next(self) -> Dict[str, np.ndarray] | None:
             x = next(self.it, None)
@@ -202,7 +215,7 @@ def quantize_int8(
         # element-wise glue too would add Q/DQ pairs (time and error) for nothing.
         op_types_to_quantize=["Conv", "MatMul", "Gemm"],
         nodes_to_exclude=keep,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=getattr(CalibrationMethod, methods[method]),
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
     )
     q = onnx.load(tmp)
@@ -223,7 +236,7 @@ def quantize_int8(
     section = {
         "file": INT8_ONNX,
         "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, "
-        "uint8 activations, MinMax",
+        f"uint8 activations, {methods[method]}",
         "calib_dir": os.path.abspath(calib_dir),
         "calib_inputs": len(inputs),
         "calib_sizes": [f"{a}x{b}" for a, b in shapes],
