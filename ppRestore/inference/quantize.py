@@ -182,9 +182,6 @@ def quantize_int8(
     fp32_model = onnx.load(src)
     if drop_unused_pad_values(fp32_model):  # an export made before export_onnx did this
         onnx.save(fp32_model, src)
-    keep = select_keep_nodes(fp32_model, keep_fp32)
-    if keep:
-        log(f"int8: kept in fp32: {', '.join(keep)}")
     name = fp32_model.graph.input[0].name
     feed = inputs
     if method != "minmax":
@@ -203,8 +200,21 @@ def quantize_int8(
 
     dst = os.path.join(export_dir, INT8_ONNX)
     tmp = dst + ".tmp.onnx"
+    # Fold BatchNorm (and constant Mul/Add) into the convolutions first: quantising a
+    # conv output before its per-channel BN scale crushes the channels BN scales up.
+    # ORT's provider-independent "basic" rewrites keep the graph's dynamic shapes.
+    opt = dst + ".fp32-folded.onnx"
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = opt
+    ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    keep = select_keep_nodes(onnx.load(opt), keep_fp32)
+    if keep:
+        log(f"int8: kept in fp32: {', '.join(keep)}")
     quantize_static(
-        src,
+        opt,
         tmp,
         _Reader(),
         quant_format=QuantFormat.QDQ,
@@ -218,6 +228,7 @@ def quantize_int8(
         calibrate_method=getattr(CalibrationMethod, methods[method]),
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
     )
+    os.remove(opt)
     q = onnx.load(tmp)
     if not _dynamic_hw(q):
         os.remove(tmp)
