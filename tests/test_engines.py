@@ -247,3 +247,21 @@ def test_deploy_cli_backend_flag_and_export_quantize_errors(cmf, tmp_path):
     )  # fmt: skip
     assert r.returncode == 1 and "needs --calib_dir" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_benchmark_flop_count_matches_hand_count(tmp_path):
+    """benchmarks/bench_vs_official.py counts 2 x multiply-adds per conv on the ONNX graph."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    from bench_vs_official import onnx_flops
+
+    paddle.seed(0)
+    cfg = {"type": "DnCNN", "in_channels": 1, "num_layers": 4, "features": 8, "bn": False}
+    model = MODELS.get("DnCNN")(**{k: v for k, v in cfg.items() if k != "type"})
+    save_weights(model.state_dict(), str(tmp_path / "w.pdparams"))
+    export_model(
+        {"model": cfg}, str(tmp_path / "w.pdparams"), str(tmp_path / "e"), fmt="onnx",
+        measure_memory=False, check=False, log=lambda m: None,
+    )  # fmt: skip
+    macs_per_pixel = 1 * 9 * 8 + 2 * (8 * 9 * 8) + 8 * 9 * 1
+    got = onnx_flops(str(tmp_path / "e" / "model.onnx"), [1, 1, 96, 80], probe=32)
+    assert got == 2 * macs_per_pixel * 96 * 80
