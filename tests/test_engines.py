@@ -265,3 +265,29 @@ def test_benchmark_flop_count_matches_hand_count(tmp_path):
     macs_per_pixel = 1 * 9 * 8 + 2 * (8 * 9 * 8) + 8 * 9 * 1
     got = onnx_flops(str(tmp_path / "e" / "model.onnx"), [1, 1, 96, 80], probe=32)
     assert got == 2 * macs_per_pixel * 96 * 80
+
+
+def test_int8_auto_keep_picks_the_most_harmful_layers(cmf, tmp_path):
+    """`--int8_keep auto`: each quantised conv is measured alone; the worst stay float."""
+    import shutil
+
+    import onnx
+
+    from ppRestore.inference.quantize import quantize_int8
+
+    _, exp, _ = cmf
+    exp2 = str(tmp_path / "exp")
+    shutil.copytree(exp, exp2)
+    sec = quantize_int8(
+        exp2, _calib_images(tmp_path / "c"), sizes=(32,), max_images=2, keep_fp32=["auto"],
+        target_psnr=500.0, max_keep=2, log=lambda m: None,
+    )  # fmt: skip
+    gains = sec["auto_keep_error"]
+    assert len(sec["kept_fp32"]) == 2 and len(gains) > 10
+    best = sec["kept_fp32"]
+    others = [g for k, g in gains.items() if k not in best]
+    assert min(gains[k] for k in best) >= max(others) - 0.01  # the largest single gains
+    q = onnx.load(os.path.join(exp2, "model_int8.onnx"))
+    inits = {i.name for i in q.graph.initializer}
+    kept = [n for n in q.graph.node if n.name in best]
+    assert len(kept) == 2 and all(n.input[1] in inits for n in kept)

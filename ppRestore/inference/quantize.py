@@ -132,6 +132,89 @@ def _dynamic_hw(model: Any) -> bool:
     return len(dims) == 4 and all(not d.HasField("dim_value") for d in (dims[2], dims[3]))
 
 
+def _float_islands(qmodel: Any, fmodel: Any, names: Sequence[str]) -> Any:
+    """A copy of the QDQ graph where the convolutions ``names`` read the float input
+    and float weights again (their QuantizeLinear/DequantizeLinear pairs bypassed)."""
+    import copy
+
+    q = copy.deepcopy(qmodel)
+    prod = {o: n for n in q.graph.node for o in n.output}
+    fnodes = {n.name: n for n in fmodel.graph.node}
+    finit = {t.name: t for t in fmodel.graph.initializer}
+    have = {t.name for t in q.graph.initializer}
+    for node in q.graph.node:
+        if node.name not in names:
+            continue
+        dq = prod.get(node.input[0])
+        if dq is not None and dq.op_type == "DequantizeLinear":
+            qn = prod.get(dq.input[0])
+            if qn is not None and qn.op_type == "QuantizeLinear":
+                node.input[0] = qn.input[0]
+        w = fnodes[node.name].input[1]
+        node.input[1] = w
+        if w not in have and w in finit:
+            q.graph.initializer.append(finit[w])
+            have.add(w)
+    return q
+
+
+def _auto_keep(
+    fmodel: Any,
+    qmodel: Any,
+    probe: List[np.ndarray],
+    target_psnr: float,
+    max_keep: int,
+    log: Callable[[str], None],
+) -> tuple:
+    """Greedy mixed precision: which quantised convolutions to keep in float.
+
+    Each quantised conv is put back to float alone (:func:`_float_islands`) and the
+    PSNR of the whole network's output against fp32 is measured on ``probe``; convs
+    are then kept in float, most harmful first, until that PSNR reaches
+    ``target_psnr`` or ``max_keep`` are kept. Returns (names, {name: PSNR gain}).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+
+    def run(model: Any) -> List[np.ndarray]:
+        sess = ort.InferenceSession(
+            model.SerializeToString(), so, providers=["CPUExecutionProvider"]
+        )
+        name = sess.get_inputs()[0].name
+        return [sess.run(None, {name: x})[0] for x in probe]
+
+    ref = run(fmodel)
+    peak = max(float(r.max() - r.min()) for r in ref) or 1.0
+
+    def psnr(model: Any) -> float:
+        mse = np.mean([np.mean((a - b) ** 2) for a, b in zip(run(model), ref)])
+        return float(10 * np.log10(peak**2 / max(float(mse), 1e-20)))
+
+    prod = {o: n for n in qmodel.graph.node for o in n.output}
+    cands = [
+        n.name
+        for n in qmodel.graph.node
+        if n.op_type == "Conv" and prod.get(n.input[1]) is not None
+        and prod[n.input[1]].op_type == "DequantizeLinear"
+    ]  # fmt: skip
+    base = psnr(qmodel)
+    gain = {c: psnr(_float_islands(qmodel, fmodel, [c])) - base for c in cands}
+    chosen: List[str] = []
+    now = base
+    for c in sorted(cands, key=lambda k: -gain[k]):
+        if now >= target_psnr or len(chosen) >= max_keep or gain[c] <= 0:
+            break
+        chosen.append(c)
+        now = psnr(_float_islands(qmodel, fmodel, chosen))
+    log(
+        f"int8 auto: all-int8 output {base:.1f} dB from fp32; keeping {len(chosen)} conv(s) "
+        f"in float gives {now:.1f} dB (target {target_psnr:.0f})"
+    )
+    return chosen, gain
+
+
 def quantize_int8(
     export_dir: str,
     calib_dir: str,
@@ -141,6 +224,8 @@ def quantize_int8(
     seed: int = 0,
     log: Callable[[str], None] = print,
     method: str = "minmax",
+    target_psnr: float = 47.0,
+    max_keep: int = 8,
 ) -> Dict[str, Any]:
     """Write ``export_dir/model_int8.onnx`` from ``model.onnx`` calibrated on
     ``calib_dir`` and record it in ``deploy.yaml``; returns the ``int8`` section.
@@ -148,7 +233,10 @@ def quantize_int8(
     Args:
         sizes: crop sizes (pixels) taken from each calibration image.
         max_images: calibration images used (sorted names, first ones).
-        keep_fp32: layers left in float (``first``, ``last`` or ONNX node names).
+        keep_fp32: layers left in float (``first``, ``last`` or ONNX node names), and
+            ``auto``: measure each quantised layer's effect on the output and keep the
+            worst ones in float (at most ``max_keep``) until int8 is within
+            ``target_psnr`` dB PSNR of fp32 on calibration crops (:func:`_auto_keep`).
         method: activation range calibration: ``minmax`` (the whole range seen),
             ``percentile`` (99.999th percentile: a finer step, outliers clipped) or
             ``entropy``.
@@ -210,24 +298,37 @@ def quantize_int8(
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.optimized_model_filepath = opt
     ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-    keep = select_keep_nodes(onnx.load(opt), keep_fp32)
+    auto = "auto" in [str(k) for k in keep_fp32]
+    keep = select_keep_nodes(onnx.load(opt), [k for k in keep_fp32 if str(k) != "auto"])
+
+    def _quantize(exclude: List[str]) -> None:
+        quantize_static(
+            opt,
+            tmp,
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            # Convolutions and matrix products carry the arithmetic; quantising the
+            # element-wise glue too would add Q/DQ pairs (time and error) for nothing.
+            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+            nodes_to_exclude=exclude,
+            calibrate_method=getattr(CalibrationMethod, methods[method]),
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+
+    sens: Dict[str, float] = {}
+    if auto:
+        _quantize(keep)
+        probe = [
+            np.ascontiguousarray(x[:, :, :96, :96]) for x in inputs[:: max(1, len(inputs) // 6)]
+        ]
+        extra, sens = _auto_keep(onnx.load(opt), onnx.load(tmp), probe, target_psnr, max_keep, log)
+        keep = keep + [k for k in extra if k not in keep]
     if keep:
         log(f"int8: kept in fp32: {', '.join(keep)}")
-    quantize_static(
-        opt,
-        tmp,
-        _Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        # Convolutions and matrix products carry the arithmetic; quantising the
-        # element-wise glue too would add Q/DQ pairs (time and error) for nothing.
-        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-        nodes_to_exclude=keep,
-        calibrate_method=getattr(CalibrationMethod, methods[method]),
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-    )
+    _quantize(keep)
     os.remove(opt)
     q = onnx.load(tmp)
     if not _dynamic_hw(q):
@@ -252,6 +353,7 @@ def quantize_int8(
         "calib_inputs": len(inputs),
         "calib_sizes": [f"{a}x{b}" for a, b in shapes],
         "kept_fp32": keep,
+        "auto_keep_error": {k: round(v, 2) for k, v in sens.items()} if sens else None,
         "quantized_tensors": n_q,
     }
     info["int8_onnx_file"] = INT8_ONNX
