@@ -107,10 +107,46 @@ def collect_calibration_inputs(
     return seen
 
 
+def _edge_convs(model: Any, last: bool) -> List[str]:
+    """Convolutions next to the image: reached from the graph input (``last`` False) or
+    reaching the graph output (``last`` True) through non-convolution nodes only."""
+    convs = ("Conv", "ConvTranspose")
+    nodes = list(model.graph.node)
+    if last:
+        prod = {o: n for n in nodes for o in n.output}
+        todo, seen, out = [o.name for o in model.graph.output], set(), []
+        while todo:
+            n = prod.get(todo.pop())
+            if n is None or n.name in seen:
+                continue
+            seen.add(n.name)
+            if n.op_type in convs:
+                out.append(n.name)
+            else:
+                todo.extend(n.input)
+    else:
+        cons: Dict[str, list] = {}
+        for n in nodes:
+            for i in n.input:
+                cons.setdefault(i, []).append(n)
+        todo, seen, out = [model.graph.input[0].name], set(), []
+        while todo:
+            for n in cons.get(todo.pop(), []):
+                if n.name in seen:
+                    continue
+                seen.add(n.name)
+                if n.op_type in convs:
+                    out.append(n.name)
+                else:
+                    todo.extend(n.output)
+    order = {n.name: i for i, n in enumerate(nodes)}
+    return sorted(out, key=order.get)
+
+
 def select_keep_nodes(model: Any, keep: Sequence[str]) -> List[str]:
-    """Node names for ``keep`` entries: ``first``/``last`` (the first/last Conv node in
-    graph order: the layers next to the image) or explicit node names."""
-    convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    """Node names for ``keep`` entries: ``first``/``last`` (the convolutions next to the
+    input / output image: every conv that reads the input, or feeds the output, through
+    non-conv nodes only) or explicit node names."""
     names = {n.name for n in model.graph.node}
     out: List[str] = []
     for k in keep:
@@ -118,8 +154,7 @@ def select_keep_nodes(model: Any, keep: Sequence[str]) -> List[str]:
         if not k:
             continue
         if k in ("first", "last"):
-            if convs:
-                out.append(convs[0] if k == "first" else convs[-1])
+            out += _edge_convs(model, last=k == "last")
         elif k in names:
             out.append(k)
         else:
