@@ -1,5 +1,6 @@
 """Install ppRestore: ``pip install -e .`` or ``pip install .`` (extras: ``[test]``, ``[convert]``,
-``[onnx]``, ``[raw]``, ``[paddleseg]``, ``[webui]``, ``[browser]``). Installs the ``pprestore`` command.
+``[onnx]``, ``[openvino]``, ``[raw]``, ``[paddleseg]``, ``[webui]``, ``[browser]``). Installs the
+``pprestore`` command.
 
 On a CUDA machine install ``paddlepaddle-gpu`` first and set ``PPRESTORE_SKIP_PADDLE=1``
 so pip does not add the CPU ``paddlepaddle`` wheel beside it (AI Studio ships the GPU one).
@@ -60,6 +61,9 @@ EXTRAS = {
     "convert": ["torch"],
     # ml-dtypes 0.5+ (pulled by paddle2onnx via onnx_graphsurgeon) needs numpy>=2, which breaks opencv<=4.6.
     "onnx": ["paddle2onnx>=2", "onnxruntime", "ml-dtypes<0.5"],
+    # OpenVINO runs the ONNX export (fp32, bf16 hint, int8 QDQ): the fastest CPU engine
+    # measured (docs/benchmarks.md); --backend auto uses it when installed. Needs [onnx].
+    "openvino": ["openvino>=2024.0"],
     "raw": ["rawpy"],
     # PaddleSeg in the same environment (it brings back opencv-python<=4.6.0).
     "paddleseg": ["paddleseg==2.8.0"],

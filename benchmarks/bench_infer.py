@@ -57,7 +57,9 @@ def _child(args: argparse.Namespace) -> None:
         pred = Predictor.from_exported(args.export_dir, backend="onnx", cpu_threads=args.threads)
     else:
         prec = args.engine.split("_")[1]
-        pred = Predictor.from_exported(args.export_dir, precision=prec, cpu_threads=args.threads)
+        pred = Predictor.from_exported(
+            args.export_dir, backend="paddle", precision=prec, cpu_threads=args.threads
+        )
     pred.options.tile = None
     img = np.random.default_rng(0).random(
         (args.size, args.size, pred.options.in_channels), dtype=np.float32

@@ -5,6 +5,11 @@
         --model srcnn_x3=configs/srcnn/srcnn_x3.yml:srcnn_x3 \
         --engines paddle_fp32 paddle_bf16 onnx_fp32 --threads 2 --out /tmp/prec.json
 
+    # int8 (the export is quantised on --calib_dir, never on the val set itself):
+    python benchmarks/precision_psnr.py --model dncnn=configs/dncnn/dncnn_s_sigma25.yml:W \
+        --engines onnx_fp32 onnx_int8 openvino_int8 --calib_dir /work/shared/data/train400 \
+        [--calib dncnn=DIR] [--int8_keep dncnn=last]
+
 Each ``--model NAME=CONFIG:WEIGHTS[:-o k=v,...]`` is exported once with
 ``tools/export.py`` and scored by ``tools/val.py`` on its config's ``val_dataset``
 (the same seeded degradations and metric settings as the model zoo): first the weights
@@ -28,7 +33,12 @@ ENGINES = {
     "paddle_fp32": ["--backend", "paddle", "--precision", "fp32"],
     "paddle_bf16": ["--backend", "paddle", "--precision", "bf16"],
     "onnx_fp32": ["--backend", "onnx"],
+    "onnx_int8": ["--backend", "onnx", "--precision", "int8"],
+    "openvino_fp32": ["--backend", "openvino", "--precision", "fp32"],
+    "openvino_bf16": ["--backend", "openvino", "--precision", "bf16"],
+    "openvino_int8": ["--backend", "openvino", "--precision", "int8"],
 }
+DEFAULT_ENGINES = ["paddle_fp32", "paddle_bf16", "onnx_fp32"]
 
 
 def _run(cmd: list, env: dict) -> str:
@@ -58,7 +68,19 @@ def parse_model(spec: str) -> tuple:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", type=parse_model, required=True)
-    p.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=list(ENGINES))
+    p.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=DEFAULT_ENGINES)
+    p.add_argument("--calib_dir", default=None, help="int8 calibration images (all models)")
+    p.add_argument(
+        "--calib", action="append", default=[], help="NAME=DIR: calibration folder for one model"
+    )
+    p.add_argument(
+        "--int8_keep",
+        action="append",
+        default=[],
+        help="NAME=first,last,...: layers that model keeps in float in its int8 graph",
+    )
+    p.add_argument("--calib_sizes", type=int, nargs="+", default=[256, 160])
+    p.add_argument("--calib_max", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work_dir", default=None, help="exports and val outputs (default: temp)")
     p.add_argument("--out", default=None, help="write all results as JSON")
@@ -66,16 +88,27 @@ def main(argv=None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=REPO)
     work = args.work_dir or tempfile.mkdtemp(prefix="prec_psnr_")
     results = []
+    calib = dict(kv.split("=", 1) for kv in args.calib)
+    keep = {k: v.split(",") for k, v in (kv.split("=", 1) for kv in args.int8_keep)}
     for name, cfg, weights, opts in args.model:
         o = ["-o", *opts] if opts else []
         exp = os.path.join(work, name, "export")
-        fmt = ["--format", "onnx"] if any(e.startswith("onnx") for e in args.engines) else []
+        onnx_engines = [e for e in args.engines if not e.startswith("paddle")]
+        fmt = ["--format", "onnx"] if onnx_engines else []
+        if any(e.endswith("int8") for e in args.engines):
+            cdir = calib.get(name, args.calib_dir)
+            if not cdir:
+                p.error(f"int8 engines need --calib_dir or --calib {name}=DIR")
+            fmt += ["--quantize", "int8", "--calib_dir", cdir, "--calib_max", str(args.calib_max)]
+            fmt += ["--calib_sizes", *map(str, args.calib_sizes)]
+            if keep.get(name):
+                fmt += ["--int8_keep", *keep[name]]
         _run(
             [sys.executable, "tools/export.py", "-c", cfg, "--model_path", weights,
              "--save_dir", exp, "--no_measure_memory", *fmt, *o],
             env,
         )  # fmt: skip
-        row = {"model": name, "config": cfg, "weights": weights}
+        row = {"model": name, "config": cfg, "weights": weights, "int8_keep": keep.get(name, [])}
         t0 = time.time()
         row["dynamic"] = _val(
             ["-c", cfg, "--model_path", weights, *o], os.path.join(work, name, "val_dynamic"), env
@@ -100,9 +133,13 @@ def main(argv=None) -> int:
             row[eng]["seconds"] = time.time() - t0
         results.append(row)
         print(json.dumps({k: (v["psnr"] if isinstance(v, dict) else v) for k, v in row.items()}))
+    keep_col = any(r["int8_keep"] for r in results)
     print()
-    print("| model | images | input PSNR | dynamic fp32 | " + " | ".join(args.engines) + " |")
-    print("|---|---|---|---|" + "---|" * len(args.engines))
+    extra = " kept in float (int8) |" if keep_col else ""
+    print(
+        "| model | images | input PSNR | dynamic fp32 | " + " | ".join(args.engines) + " |" + extra
+    )
+    print("|---|---|---|---|" + "---|" * (len(args.engines) + int(keep_col)))
     for r in results:
         d = r["dynamic"]
         inp = f"{d['input_psnr']:.2f}" if "input_psnr" in d else "-"
@@ -111,6 +148,7 @@ def main(argv=None) -> int:
             f"| {r['model']} | {d['images']} | {inp} | {d['psnr']:.2f} | "
             + " | ".join(cells)
             + " |"
+            + (f" {', '.join(r['int8_keep']) or '-'} |" if keep_col else "")
         )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

@@ -1,12 +1,18 @@
-"""Restore images with an exported model on Paddle Inference (or ONNX Runtime).
+"""Restore images with an exported model (OpenVINO, Paddle Inference or ONNX Runtime).
 
     python deploy/python/infer.py --config output/export/deploy.yaml \
         --image_path photos/ --save_dir output/restored [--cpu_threads 2] \
-        [--precision fp32|bf16|fp16|int8] [--use_trt] [--device gpu] [--benchmark]
+        [--backend auto|paddle|onnx|openvino] [--precision fp32|bf16|fp16|int8] \
+        [--use_trt] [--device gpu] [--benchmark]
 
 The pre/post-processing, tiling and batch handling are ppRestore's (the same code as
-tools/infer.py), only the engine differs: oneDNN on CPU, CUDA/TensorRT (dynamic shapes)
-on GPU. ``--benchmark`` prints the per-image latency.
+tools/infer.py), only the engine differs: ``--backend auto`` takes OpenVINO on CPU when
+it is installed and the export has model.onnx (the fastest measured), else Paddle
+Inference with oneDNN; CUDA/TensorRT (dynamic shapes) on GPU. int8 on CPU needs an
+export made with ``--quantize int8``. ``--benchmark`` prints the per-image latency.
+
+Under ``python -m paddle.distributed.launch --nproc_per_node N deploy/python/infer.py
+...`` each process restores its share of the files and rank 0 prints one summary.
 """
 
 from __future__ import annotations
@@ -43,9 +49,11 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
     p.add_argument(
         "--backend",
-        default="paddle",
-        choices=["paddle", "onnx"],
-        help="paddle (Paddle Inference) or onnx (ONNX Runtime)",
+        default="auto",
+        choices=["auto", "paddle", "onnx", "openvino"],
+        help="auto (default: the fastest installed engine for the device and precision; "
+        "OpenVINO on CPU when installed), paddle (Paddle Inference), onnx (ONNX Runtime) "
+        "or openvino (OpenVINO on model.onnx)",
     )
     p.add_argument(
         "--benchmark", action="store_true", help="print per-image latency (after one warm-up run)"

@@ -1,11 +1,14 @@
 """Export a trained model for Paddle Inference (and ONNX).
 
     python tools/export.py -c configs/cmfnet/cmfnet_deblur.yml --model_path W.pdparams \
-        --save_dir output/export [--input_shape 1 3 -1 -1] [--format paddle|onnx]
+        --save_dir output/export [--input_shape 1 3 -1 -1] [--format paddle|onnx] \
+        [--quantize int8 --calib_dir IMAGES [--calib_sizes 256 160] [--int8_keep last]]
 
 Writes model.json (Paddle >= 3; model.pdmodel on Paddle 2.x) + model.pdiparams and
-deploy.yaml; --format onnx also writes model.onnx (needs paddle2onnx). Run the export
-with deploy/python/infer.py --config SAVE_DIR/deploy.yaml.
+deploy.yaml; --format onnx also writes model.onnx (needs paddle2onnx); --quantize int8
+also writes model_int8.onnx, calibrated on --calib_dir (run it with --precision int8 on
+ONNX Runtime or OpenVINO). Run the export with deploy/python/infer.py --config
+SAVE_DIR/deploy.yaml.
 """
 
 from __future__ import annotations
@@ -30,6 +33,28 @@ def main(argv=None) -> int:
         help="fixed input shape; -1 keeps a dimension dynamic (default: -1 C -1 -1)",
     )
     p.add_argument("--format", default="paddle", choices=["paddle", "onnx"])
+    q = p.add_argument_group("int8 (post-training static quantisation, CPU)")
+    q.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="also write model_int8.onnx (implies --format onnx); run with --precision int8",
+    )
+    q.add_argument("--calib_dir", default=None, help="folder of typical images for calibration")
+    q.add_argument(
+        "--calib_sizes",
+        type=int,
+        nargs="+",
+        default=[256, 160],
+        help="crop sizes taken from each calibration image (default 256 160)",
+    )
+    q.add_argument("--calib_max", type=int, default=16, help="calibration images used (default 16)")
+    q.add_argument(
+        "--int8_keep",
+        nargs="+",
+        default=[],
+        help="layers kept in float: first, last (convolution) or ONNX node names",
+    )
     p.add_argument(
         "--no_check", action="store_true", help="skip the exported-vs-dynamic comparison"
     )
@@ -56,6 +81,11 @@ def _run(args: argparse.Namespace) -> int:
         opts=args.opts,
         measure_memory=not args.no_measure_memory,
         check=not args.no_check,
+        quantize=args.quantize,
+        calib_dir=args.calib_dir,
+        calib_sizes=args.calib_sizes,
+        calib_max=args.calib_max,
+        int8_keep=args.int8_keep,
     )
     print(f"exported to {args.save_dir} (deploy.yaml, model.*)", file=sys.stderr)
     return 0

@@ -5,7 +5,8 @@
 An exported model (``tools/export.py``) is scored the same way, on the engine and
 precision it will be deployed with:
 
-``python tools/val.py -c CONFIG --exported DIR [--backend paddle|onnx] [--precision fp32|bf16]``
+``python tools/val.py -c CONFIG --exported DIR [--backend auto|paddle|onnx|openvino]
+[--precision fp32|bf16|int8]``
 """
 
 import argparse
@@ -20,7 +21,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model_path", help="weights file (.pdparams/.safetensors) or zoo name")
     src.add_argument("--exported", help="an exported model folder (deploy.yaml) instead of weights")
-    p.add_argument("--backend", choices=["paddle", "onnx"], default="paddle", help="--exported")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "paddle", "onnx", "openvino"],
+        default="auto",
+        help="--exported: engine (auto = fastest installed, as deploy/python/infer.py)",
+    )
     p.add_argument(
         "--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32", help="--exported"
     )
@@ -78,7 +84,11 @@ def _run(args: argparse.Namespace) -> int:
         model, save_dir=args.save_dir
     )
     source = (
-        {"exported": args.exported, "backend": args.backend, "precision": args.precision}
+        {
+            "exported": args.exported,
+            "backend": model.meta.get("backend", args.backend),
+            "precision": args.precision,
+        }
         if args.exported
         else {"model_path": args.model_path}
     )

@@ -8,13 +8,17 @@ calls one of these; each backend only maps an array to an array:
 * :class:`PaddleInferenceBackend` — an exported model (``model.json``/``model.pdmodel`` +
   ``model.pdiparams``) on ``paddle.inference``: oneDNN on CPU (fp32/bf16), CUDA or
   TensorRT with dynamic shapes on GPU;
-* :class:`OnnxRuntimeBackend` — an exported ``model.onnx`` on ONNX Runtime (optional).
+* :class:`OnnxRuntimeBackend` — an exported ``model.onnx`` (or its int8 copy
+  ``model_int8.onnx``) on ONNX Runtime with full graph optimisation (optional);
+* :class:`OpenVinoBackend` — the same ONNX files on OpenVINO (optional, ``[openvino]``):
+  fp32, bf16 through its inference-precision hint (AVX512-BF16/AMX CPUs), int8 from
+  the quantised ONNX file.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -25,7 +29,9 @@ __all__ = [
     "DynamicBackend",
     "PaddleInferenceBackend",
     "OnnxRuntimeBackend",
+    "OpenVinoBackend",
     "find_model_files",
+    "openvino_available",
     "PRECISIONS",
 ]
 
@@ -220,8 +226,25 @@ class PaddleInferenceBackend(Backend):
         return np.asarray(out, dtype=np.float32)
 
 
+def _onnx_file(model_path: str) -> str:
+    if os.path.isdir(model_path):
+        model_path = os.path.join(model_path, "model.onnx")
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(
+            f"{model_path}: no ONNX model; export with tools/export.py --format onnx"
+        )
+    return model_path
+
+
 class OnnxRuntimeBackend(Backend):
-    """An exported ``model.onnx`` on ONNX Runtime (``pip install onnxruntime``)."""
+    """An exported ``model.onnx`` on ONNX Runtime (``pip install onnxruntime``).
+
+    Args:
+        model_path: the ``.onnx`` file (or its folder, meaning ``model.onnx``); an int8
+            (QDQ) file from ``tools/export.py --quantize int8`` runs int8 kernels (VNNI).
+        cpu_threads: intra-op threads (default: ONNX Runtime's, all cores).
+        device: ``cpu`` or ``gpu`` (CUDA execution provider when installed).
+    """
 
     name = "onnxruntime"
 
@@ -234,21 +257,99 @@ class OnnxRuntimeBackend(Backend):
             raise ImportError(
                 "ONNX Runtime is not installed: pip install onnxruntime (or ppRestore[onnx])"
             ) from None
-        if os.path.isdir(model_path):
-            model_path = os.path.join(model_path, "model.onnx")
-        if not os.path.isfile(model_path):
-            raise FileNotFoundError(
-                f"{model_path}: no ONNX model; export with tools/export.py --format onnx"
-            )
+        model_path = _onnx_file(model_path)
         so = ort.SessionOptions()
+        # All graph rewrites (constant folding, conv+add/activation fusions, layout
+        # transforms to NCHWc), stated here rather than relied on as a default.
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if cpu_threads:
             so.intra_op_num_threads = int(cpu_threads)
+            so.inter_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
         if device.startswith("gpu"):
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(model_path, so, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+        self.model_path = model_path
 
     def run(self, x: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
         return np.asarray(out[0], dtype=np.float32)
+
+
+def openvino_available() -> bool:
+    """Whether the optional OpenVINO runtime can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+class OpenVinoBackend(Backend):
+    """An exported ONNX file on OpenVINO's CPU plugin (``pip install openvino``).
+
+    The graph keeps dynamic height and width; OpenVINO compiles one static-shape
+    version per input shape (faster kernels than the dynamic-shape path) and keeps the
+    last ``shape_cache`` of them, so tiles of one size compile once.
+
+    Args:
+        model_path: ``model.onnx`` (fp32/bf16) or ``model_int8.onnx`` (QDQ int8), or the
+            export folder (meaning ``model.onnx``).
+        cpu_threads: inference threads (default: OpenVINO's, all cores).
+        precision: ``fp32`` (``INFERENCE_PRECISION_HINT f32``: OpenVINO would otherwise
+            pick bf16 by itself on AMX CPUs), ``bf16`` (hint ``bf16``: fast on
+            AVX512-BF16/AMX; elsewhere OpenVINO falls back to f32), ``int8`` (a QDQ file:
+            its quantised convolutions run int8; the rest stays f32).
+        device: OpenVINO device name (``CPU``; ``GPU`` for Intel GPUs).
+        shape_cache: how many per-shape compiled models to keep.
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        model_path: str,
+        cpu_threads: int | None = None,
+        precision: str = "fp32",
+        device: str = "cpu",
+        shape_cache: int = 4,
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError(
+                "OpenVINO is not installed: pip install openvino (or ppRestore[openvino])"
+            ) from None
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"OpenVINO runs fp32, bf16 or int8, not '{precision}'")
+        self.model_path = _onnx_file(model_path)
+        self.core = ov.Core()
+        self.model = self.core.read_model(self.model_path)
+        self.device = {"cpu": "CPU", "gpu": "GPU"}.get(device.split(":")[0].lower(), device)
+        hint = "bf16" if precision == "bf16" else "f32"
+        self.compile_config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        if cpu_threads:
+            self.compile_config["INFERENCE_NUM_THREADS"] = int(cpu_threads)
+        self.precision = precision
+        self.shape_cache = max(1, int(shape_cache))
+        self._compiled: Dict[tuple, Any] = {}
+        self._input = self.model.inputs[0].get_any_name()
+
+    def _request(self, shape: tuple) -> Any:
+        req = self._compiled.pop(shape, None)
+        if req is None:
+            m = self.model.clone()
+            m.reshape({self._input: list(shape)})
+            req = self.core.compile_model(
+                m, self.device, self.compile_config
+            ).create_infer_request()
+            while len(self._compiled) >= self.shape_cache:
+                self._compiled.pop(next(iter(self._compiled)))  # least recently used
+        self._compiled[shape] = req  # re-inserted last: most recently used
+        return req
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        req = self._request(tuple(int(s) for s in x.shape))
+        req.infer({0: x})
+        return np.array(req.get_output_tensor(0).data, dtype=np.float32)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
@@ -56,6 +56,10 @@ class BatchResult:
     restored: List[Tuple[str, str]] = field(default_factory=list)  # (input, output)
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (input, one-line reason)
     seconds: float = 0.0
+    # paddle.distributed.launch runs (ppRestore.inference.shard): this rank's plan, and
+    # whether this result is the one to report (rank 0 after shard.gather)
+    shard: Any = None
+    is_primary: bool = True
 
     @property
     def exit_code(self) -> int:
@@ -65,7 +69,10 @@ class BatchResult:
         s = f"{len(self.restored)} restored, {len(self.failed)} failed"
         if self.failed:
             s += ": " + ", ".join(os.path.basename(p) for p, _ in self.failed)
-        return s + f" ({self.seconds:.1f} s)"
+        procs = getattr(self.shard, "world", 1)
+        if procs > 1 and not self.is_primary:
+            s = f"rank {self.shard.rank}: {s} (the run's summary is on rank 0)"
+        return s + f" ({self.seconds:.1f} s" + (f", {procs} processes)" if procs > 1 else ")")
 
 
 def output_path(in_path: str, save_dir: str, dtype: np.dtype = np.uint8, suffix: str = "") -> str:
@@ -161,7 +168,9 @@ def run_batch(
         ImageReadError: the spec matches nothing; ImageWriteError: save_dir unusable;
         ValueError: save_dir is the input folder without ``overwrite``.
     """
-    files = list_images(image_spec)
+    from .shard import shard_plan
+
+    files, shard = shard_plan(list_images(image_spec))  # this rank's share under a launcher
 
     def job(f: str, check_dst: Callable[[str], str], log: Callable[[str], None]) -> str:
         img = read_image(f)
@@ -181,7 +190,9 @@ def run_batch(
         out = [output_path(f, save_dir)]
         return out + [os.path.join(save_dir, stem + "_compare.png")] if compare else out
 
-    return _run_files(files, job, save_dir, overwrite, progress, log, plan)
+    res = _run_files(files, job, save_dir, overwrite, progress, log, plan)
+    res.shard = shard
+    return res
 
 
 def check_collisions(files: List[str], plan: Callable[[str], List[str]]) -> None:
@@ -343,11 +354,12 @@ def run_raw_batch(
     from ..data.bayer import check_pattern
     from ..data.isp import gray_world_gains, raw_to_rgb, save_raw_preview
     from ..data.raw_io import read_raw
+    from .shard import shard_plan
 
     pattern = check_pattern(pattern)
     if iso is None or not float(iso) > 0:
         raise ValueError(f"--iso must be a positive number, got {iso}")
-    files = list_raw_files(raw_spec)
+    files, shard = shard_plan(list_raw_files(raw_spec))
 
     def job(f: str, check_dst: Callable[[str], str], log: Callable[[str], None]) -> str:
         stem = os.path.splitext(os.path.basename(f))[0]
@@ -385,4 +397,6 @@ def run_raw_batch(
         return out + [os.path.join(save_dir, stem + "_compare.png")] if compare else out
 
     # read_raw and the raw stage raise RawError, a ValueError: caught per file by _run_files.
-    return _run_files(files, job, save_dir, overwrite, progress, log, plan)
+    res = _run_files(files, job, save_dir, overwrite, progress, log, plan)
+    res.shard = shard
+    return res

@@ -152,8 +152,13 @@ def run_and_report(predictor, args: argparse.Namespace) -> int:
     print(f"ppRestore: {predictor.describe()}", file=sys.stderr)
     if not args.quiet:
         predictor.progress = TileProgress()
-    res = run_files(predictor, args, progress=not args.quiet)
+    from ppRestore.inference.shard import gather
+
+    # under paddle.distributed.launch: rank 0 waits for the others and reports the run
+    res = gather(run_files(predictor, args, progress=not args.quiet), args.save_dir)
     print(res.summary(), file=sys.stderr)
-    if res.restored:
+    if res.restored and res.is_primary:
         print(f"results in {args.save_dir}", file=sys.stderr)
-    return res.exit_code
+    # other ranks exit 0 after reporting (a failing rank would make the launcher stop
+    # rank 0 before its summary); rank 0's exit code covers every file
+    return res.exit_code if res.is_primary else 0

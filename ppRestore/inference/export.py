@@ -24,6 +24,7 @@ __all__ = [
     "export_model",
     "export_onnx",
     "fold_scalar_prelu",
+    "drop_unused_pad_values",
     "write_deploy_yaml",
     "DEPLOY_YAML",
 ]
@@ -97,6 +98,11 @@ def export_model(
     measure_memory: bool = True,
     check: bool = True,
     log=print,
+    quantize: str | None = None,
+    calib_dir: str | None = None,
+    calib_sizes: Sequence[int] = (256, 160),
+    calib_max: int = 16,
+    int8_keep: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """Export the config's model with weights ``model_path`` into ``save_dir``.
 
@@ -106,6 +112,10 @@ def export_model(
             converted from the Paddle export).
         measure_memory: measure bytes per pixel on Paddle Inference for ``--tile auto``.
         check: run the exported model against the dynamic graph on an odd-sized image.
+        quantize: ``int8``: also write ``model_int8.onnx``, post-training quantised on
+            the images of ``calib_dir`` (:func:`~ppRestore.inference.quantize.quantize_int8`;
+            implies ``fmt="onnx"``); ``calib_sizes``, ``calib_max`` and ``int8_keep``
+            (layers kept in float: ``first``, ``last`` or node names) go to it.
 
     Returns:
         The ``deploy.yaml`` content (plus ``max_abs_diff`` when checked).
@@ -118,6 +128,14 @@ def export_model(
 
     if fmt not in ("paddle", "onnx"):
         raise ValueError(f"--format must be 'paddle' or 'onnx', got '{fmt}'")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"--quantize must be 'int8', got '{quantize}'")
+    if quantize:
+        if not calib_dir:
+            raise ValueError("--quantize int8 needs --calib_dir (a folder of typical images)")
+        if not os.path.exists(calib_dir):
+            raise FileNotFoundError(f"--calib_dir {calib_dir}: not found")
+        fmt = "onnx"  # the int8 model is quantised from the ONNX graph
     cfg = (
         load_config(config, opts or [])
         if isinstance(config, str)
@@ -239,6 +257,13 @@ def export_model(
                     f"the ONNX export does not reproduce the model (max |diff| {diff:.3g} "
                     f"at {h}x{w}); model.onnx was removed (the Paddle export is kept)"
                 )
+    if quantize:
+        from .quantize import quantize_int8
+
+        info["int8"] = quantize_int8(
+            save_dir, calib_dir, calib_sizes, calib_max, int8_keep, log=log
+        )
+        info["int8_onnx_file"] = info["int8"]["file"]
     return info
 
 
@@ -266,4 +291,33 @@ def export_onnx(model_dir: str, opset_version: int = 13) -> str:
     paddle2onnx.export(prog, params, dst, opset_version=opset_version, enable_onnx_checker=True)
     if not os.path.isfile(dst):
         raise RuntimeError(f"paddle2onnx did not write {dst}")
+    import onnx
+
+    model = onnx.load(dst)
+    if drop_unused_pad_values(model):
+        onnx.save(model, dst)
     return dst
+
+
+def drop_unused_pad_values(model: Any) -> int:
+    """Remove the ``constant_value`` input of ``edge``/``reflect`` Pad nodes (in place).
+
+    paddle2onnx 2.1 gives such pads an uninitialised constant (values up to ~1e27 were
+    seen). ONNX ignores it outside ``constant`` mode, so removing it changes nothing, but
+    OpenVINO's int8 pipeline tries to quantise it and fails ("assigned value out of
+    range for u8"). Returns the number of Pad nodes changed.
+    """
+    n = 0
+    for node in model.graph.node:
+        if node.op_type != "Pad" or len(node.input) < 3:
+            continue
+        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+        if mode != "constant":
+            del node.input[2:]
+            n += 1
+    if n:  # and the constants nothing reads any more
+        used = {i for node in model.graph.node for i in node.input}
+        keep = [t for t in model.graph.initializer if t.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+    return n

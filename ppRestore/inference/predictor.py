@@ -33,9 +33,21 @@ import numpy as np
 
 from ..data.io import Image, read_image
 from . import tiling
-from .backends import Backend, DynamicBackend, OnnxRuntimeBackend, PaddleInferenceBackend
+from .backends import (
+    Backend,
+    DynamicBackend,
+    OnnxRuntimeBackend,
+    OpenVinoBackend,
+    PaddleInferenceBackend,
+    openvino_available,
+)
 
-__all__ = ["InferOptions", "Predictor", "load_deploy_yaml", "NonFiniteOutputError", "MIN_TILE"]
+__all__ = [
+    "InferOptions", "Predictor", "load_deploy_yaml", "NonFiniteOutputError", "MIN_TILE",
+    "resolve_backend", "BACKENDS",
+]  # fmt: skip
+
+BACKENDS = ("auto", "paddle", "onnx", "openvino")
 
 COLOR_MODES = ("auto", "rgb", "gray", "y", "none", "raw")
 GRAY_MODES = ("per_channel", "y")
@@ -205,6 +217,58 @@ def load_deploy_yaml(path: str) -> Dict[str, Any]:
     return data
 
 
+def _onnx_path(info: Dict[str, Any], precision: str, backend: str) -> str:
+    """The ONNX file an ONNX engine runs at ``precision`` (the int8 copy for int8)."""
+    d = info["_dir"]
+    if precision == "int8":
+        if not info.get("int8_onnx_file"):
+            raise ValueError(
+                f"{d}: no int8 model; export with tools/export.py ... --quantize int8 "
+                "--calib_dir DIR"
+            )
+        return os.path.join(d, info["int8_onnx_file"])
+    if not info.get("onnx_file") and not os.path.isfile(os.path.join(d, "model.onnx")):
+        raise ValueError(
+            f"{d}: no model.onnx for --backend {backend}; export with tools/export.py --format onnx"
+        )
+    return os.path.join(d, info.get("onnx_file", "model.onnx"))
+
+
+def resolve_backend(
+    info: Dict[str, Any],
+    backend: str = "auto",
+    device: str = "cpu",
+    precision: str = "fp32",
+    use_trt: bool = False,
+) -> str:
+    """The engine ``Predictor.from_exported`` uses: ``backend`` itself, or for ``auto``
+    the fastest one available for this export, device and precision.
+
+    ``auto`` on CPU (measured on full CMFNet at 256 x 256, 2 threads, AVX512-BF16/VNNI
+    EPYC; docs/benchmarks.md): OpenVINO on the ONNX export is the fastest engine for fp32
+    and bf16 and runs the int8 ONNX file, so it wins when ``openvino`` is installed and
+    the export has the ONNX file; otherwise Paddle Inference (fp32/bf16) or ONNX Runtime
+    (int8). GPU, TensorRT and fp16 always use Paddle Inference.
+    """
+    aliases = {"onnxruntime": "onnx", "ort": "onnx", "paddle_inference": "paddle", "ov": "openvino"}
+    backend = aliases.get(str(backend).lower(), str(backend).lower())
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+    if backend != "auto":
+        return backend
+    if not str(device or "cpu").startswith("cpu") or use_trt or precision == "fp16":
+        return "paddle"
+    d = info.get("_dir", "")
+    if precision == "int8":
+        if not info.get("int8_onnx_file"):
+            return "onnx"  # its error names the missing --quantize int8 export
+        return "openvino" if openvino_available() else "onnx"
+    has_onnx = bool(info.get("onnx_file")) or os.path.isfile(os.path.join(d, "model.onnx"))
+    if has_onnx and openvino_available():
+        return "openvino"
+    return "paddle"
+
+
 # --- self-ensemble: the 8 elements of the dihedral group on the two spatial axes --------
 
 
@@ -304,7 +368,7 @@ class Predictor:
     def from_exported(
         cls,
         path: str,
-        backend: str = "paddle",
+        backend: str = "auto",
         device: str = "cpu",
         cpu_threads: int | None = None,
         enable_mkldnn: bool = True,
@@ -315,26 +379,39 @@ class Predictor:
         """Load an exported model folder (or its ``deploy.yaml``).
 
         Args:
-            backend: ``paddle`` (Paddle Inference) or ``onnx`` (ONNX Runtime).
-            precision: ``fp32``, ``bf16`` (CPU oneDNN), ``fp16``/``int8`` (GPU TensorRT).
+            backend: ``auto`` (the fastest engine installed for this device and
+                precision, see :func:`resolve_backend`), ``paddle`` (Paddle
+                Inference), ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO, on the
+                ONNX export).
+            precision: ``fp32``; ``bf16`` (CPU: OpenVINO or Paddle oneDNN); ``int8``
+                (CPU: the ``--quantize int8`` ONNX file on ONNX Runtime/OpenVINO; GPU:
+                TensorRT); ``fp16`` (GPU).
         """
         if cpu_threads is not None and (isinstance(cpu_threads, bool) or int(cpu_threads) < 0):
             raise ValueError(f"--cpu_threads must be at least 1 (0: all cores), got {cpu_threads}")
         info = load_deploy_yaml(path)
         model_dir = info["_dir"]
-        if backend == "onnx":
-            be: Backend = OnnxRuntimeBackend(
-                os.path.join(model_dir, info.get("onnx_file", "model.onnx")), cpu_threads, device
-            )
+        backend = resolve_backend(info, backend, device, precision, use_trt)
+        if backend in ("onnx", "openvino"):
+            onnx_path = _onnx_path(info, precision, backend)
+            if backend == "onnx":
+                if precision not in ("fp32", "int8"):
+                    raise ValueError(
+                        f"ONNX Runtime runs fp32 or int8 here, not {precision}; "
+                        "for bf16 use --backend openvino or paddle"
+                    )
+                be: Backend = OnnxRuntimeBackend(onnx_path, cpu_threads, device)
+            else:
+                be = OpenVinoBackend(onnx_path, cpu_threads, precision, device)
         elif backend == "paddle":
             if precision == "int8" and device.startswith("cpu") and not use_trt:
                 # oneDNN int8 needs a quantised graph (quantize/dequantize ops); on an fp32
                 # graph enable_mkldnn_int8 silently runs fp32, so refuse instead.
                 if not info.get("int8_dir"):
                     raise ValueError(
-                        "int8 on CPU needs a post-training-quantised export ('int8_dir' in "
-                        "deploy.yaml); none is available for Paddle 3.3.1 (see docs/deploy.md). "
-                        "Use --precision bf16 on CPU, or int8 with --use_trt on GPU"
+                        "Paddle Inference has no working CPU int8 on Paddle 3.3.1 (see "
+                        "docs/deploy.md); export with --quantize int8 and run int8 with "
+                        "--backend onnx, openvino or auto"
                     )
                 model_dir = os.path.join(model_dir, info["int8_dir"])
             be = PaddleInferenceBackend(
@@ -347,8 +424,8 @@ class Predictor:
                 in_channels=int(info.get("in_channels", 3)),
                 **{f"trt_{k}_shape": v for k, v in (info.get("trt_shapes") or {}).items()},
             )
-        else:
-            raise ValueError(f"backend must be 'paddle' or 'onnx', got '{backend}'")
+        else:  # resolve_backend has refused anything else
+            raise AssertionError(backend)
         base = {
             k: info[k]
             for k in (
@@ -365,6 +442,7 @@ class Predictor:
         meta = {
             "model_type": info.get("model_type", "?"),
             "backend": be.name,
+            "precision": precision,
             "model_dir": model_dir,
             # the exported graph contains the model's own inp_scale factor
             "inp_scale": float((info.get("model") or {}).get("inp_scale", 1.0) or 1.0),
@@ -602,8 +680,9 @@ class Predictor:
 
     def describe(self) -> str:
         o = self.options
+        prec = f" {self.meta['precision']}" if self.meta.get("precision") else ""
         return (
-            f"{self.meta.get('model_type', '?')} on {self.backend.name} "
+            f"{self.meta.get('model_type', '?')} on {self.backend.name}{prec} "
             f"(pad_multiple {o.pad_multiple}, scale {o.scale}, color {o.resolved_color}, "
             f"tile {o.tile if o.tile is not None else 'when needed'}, "
             f"self_ensemble {o.self_ensemble})"
