@@ -246,7 +246,7 @@ def test_deploy_cli_backend_flag_and_export_quantize_errors(cmf, tmp_path):
          "--quantize", "int8"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
     )  # fmt: skip
-    assert r.returncode == 1 and "needs --calib_dir" in r.stderr
+    assert r.returncode == 2 and "needs --calib_dir" in r.stderr
     assert "Traceback" not in r.stderr
 
 
