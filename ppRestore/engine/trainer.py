@@ -167,13 +167,19 @@ class Trainer:
             # the val noise follows the config, not --seed: comparable across runs
             val_ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
             evaluator = Evaluator(val_ds, infer_cfg=cfg.get("infer"), **(cfg.get("val") or {}))
+        loss, params = build_loss(cfg.get("loss")), model.parameters()
+        if cfg.get("distill"):  # a frozen teacher wraps the loss (ppRestore/compression)
+            from ..compression.distill import build_distill_loss
+
+            loss = build_distill_loss(cfg["distill"], model, loss)
+            params = params + loss.extra_parameters()
         sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
-        optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)
+        optimizer = build_optimizer(cfg.get("optimizer"), params, sched)
         if dist.is_main():
             from ..config import save_config
 
             save_config(cfg, os.path.join(opts.save_dir, "config.yaml"))
-        return cls(model, build_loss(cfg.get("loss")), optimizer, sched, train_ds, opts, evaluator)
+        return cls(model, loss, optimizer, sched, train_ds, opts, evaluator)
 
     def _setup_precision(self) -> Dict[str, Any] | None:
         """AMP settings, or None for fp32 (also the CPU fallback)."""
