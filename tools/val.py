@@ -31,12 +31,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop_border", type=int, default=None)
     p.add_argument("--test_y_channel", action="store_true", default=None)
     p.add_argument("--save_dir", default="output/val")
+    p.add_argument(
+        "--save_grid",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write labelled degraded/restored/ground-truth PNG grids of the first N images",
+    )
     p.add_argument("--device", choices=["cpu", "gpu"], default=None)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.save_grid < 0:
+        print(f"error: --save_grid must be >= 0, got {args.save_grid}", file=sys.stderr)
+        return 2
     from ppRestore.config import ConfigError, load_config
     from ppRestore.registry import RegistryError
 
@@ -83,9 +93,16 @@ def main(argv=None) -> int:
     from ppRestore.data.io import ImageReadError, ImageWriteError
 
     try:
+        if args.save_grid:
+            val["num_samples"] = args.save_grid
         res = Evaluator(ds, infer_cfg=cfg.get("infer"), **val).evaluate(
             model, save_dir=args.save_dir
         )
+        if args.save_grid:
+            from ppRestore.engine.grids import save_grids
+
+            grids = save_grids(res.samples, res.rows, os.path.join(args.save_dir, "grids"))
+            print(f"grids: {grids[-1]} ({len(grids) - 1} images)")
         source = (
             {"exported": args.exported, "backend": args.backend, "precision": args.precision}
             if args.exported
