@@ -1,4 +1,4 @@
-"""Install ppRestore: ``pip install -e .`` (extras: ``[test]``, ``[convert]``, ``[onnx]``, ``[raw]``).
+"""Install ppRestore: ``pip install -e .`` (extras: ``[test]``, ``[convert]``, ``[onnx]``, ``[raw]``, ``[tune]``).
 
 On a CUDA machine install ``paddlepaddle-gpu`` first and set ``PPRESTORE_SKIP_PADDLE=1``
 so pip does not add the CPU ``paddlepaddle`` wheel beside it (AI Studio ships the GPU one).
@@ -33,6 +33,8 @@ EXTRAS = {
     # ml-dtypes 0.5+ (pulled by paddle2onnx via onnx_graphsurgeon) needs numpy>=2, which breaks opencv<=4.6.
     "onnx": ["paddle2onnx>=2", "onnxruntime", "ml-dtypes<0.5"],
     "raw": ["rawpy"],
+    # tools/tune.py: Optuna study + its matplotlib plots (optuna 3.6-5.x work with numpy<2)
+    "tune": ["optuna>=3.6,<6", "matplotlib>=3.5"],
     "test": ["pytest>=7", "hypothesis>=6", "scikit-image>=0.21"],
 }
 
