@@ -181,3 +181,25 @@ def test_grid_sampler_and_space_errors(tmp_path):
         == 2
     )
     assert tune.main(["-c", cfg, "--space", str(tmp_path / "missing.yml"), "--trials", "1"]) == 2
+
+
+def test_shipped_search_spaces_apply_to_the_dncnn_config():
+    import glob
+
+    from ppRestore.config import load_config, validate
+    from ppRestore.tuning import apply_params, load_space
+
+    base = load_config(os.path.join(REPO_ROOT, "configs", "dncnn", "dncnn_s32_sigma25.yml"))
+    spaces = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "tune", "*.yml")))
+    assert spaces
+    for path in spaces:
+        space = load_space(path)
+        for name, spec in space["params"].items():
+            value = spec["choices"][0] if spec["type"] == "categorical" else spec["low"]
+            cfg = validate(apply_params(base, {name: value}))
+            node, new = base, cfg
+            for part in name.split("."):  # every path names a key the config already has
+                key = int(part) if isinstance(node, list) else part
+                assert isinstance(node, list) or key in node, f"{path}: {name}"
+                node, new = node[key], new[key]
+            assert new == value
