@@ -289,12 +289,12 @@ def test_val_save_grid_writes_labelled_triplets(tmp_path, capsys):
     assert files == ["grid_img00.png", "grid_img01.png", "grids.png"]
     g = read_image(os.path.join(save, "grids", "grid_img00.png")).data
     # three 24x24 panels side by side under a white label strip with black text
-    assert g.shape[1] == 3 * 24 + 2 * 4 and g.shape[0] == 24 + 22
-    strip = g[:22]
+    assert g.shape[1] == 3 * 24 + 2 * 4 and g.shape[0] == 24 + 36
+    strip = g[:36]
     assert (strip < 100).any() and (strip == 255).mean() > 0.5
     # the panels are the images: the ground-truth panel equals the clean input
     clean = read_image(os.path.join(str(tmp_path), "clean", "img00.png")).data
-    gt_panel = g[22:, 2 * 28 :, 0]
+    gt_panel = g[36:, 2 * 28 :, 0]
     np.testing.assert_array_equal(gt_panel, clean.reshape(24, 24))
     stacked = read_image(os.path.join(save, "grids", "grids.png")).data
     assert stacked.shape[0] == 2 * (g.shape[0] + 4)

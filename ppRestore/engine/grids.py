@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["make_grid", "save_grids"]
 
-_LABEL_H = 22
+_LABEL_H = 36  # two text lines: what the panel is, then its PSNR (or the image name)
 _GAP = 4
 
 
@@ -54,7 +54,9 @@ def make_grid(
 
     Args:
         lq, out, gt: ``C x H x W`` float images in [0, 1] (``lq`` may be smaller).
-        labels: three captions, e.g. ``["degraded 20.2 dB", "restored 29.9 dB", "ground truth"]``.
+        labels: three captions, each up to two lines separated by ``\\n``, e.g.
+            ``["degraded\\n20.2 dB", "restored\\n29.9 dB", "ground truth\\nimg.png"]``
+            (two short lines fit a panel as narrow as 128 px).
     """
     from PIL import Image, ImageDraw
 
@@ -69,7 +71,8 @@ def make_grid(
     draw = ImageDraw.Draw(img)
     font = _font()
     for i, text in enumerate(labels):
-        draw.text((i * (w + _GAP) + 4, 3), text, fill=(0, 0, 0), font=font)
+        for j, line in enumerate(str(text).split("\n")[:2]):
+            draw.text((i * (w + _GAP) + 4, 2 + 16 * j), line, fill=(0, 0, 0), font=font)
     return np.asarray(img)
 
 
@@ -91,9 +94,9 @@ def save_grids(samples: List[tuple], rows: List[Dict[str, float]], save_dir: str
     paths, grids = [], []
     for name, lq, out, gt in samples:
         r = by_name.get(str(name), {})
-        deg = "degraded" + (f" {r['input_psnr']:.2f} dB" if "input_psnr" in r else "")
-        res = "restored" + (f" {r['psnr']:.2f} dB" if "psnr" in r else "")
-        grid = make_grid(lq, out, gt, [f"{name}: {deg}", res, "ground truth"])
+        deg = "degraded" + (f"\n{r['input_psnr']:.2f} dB" if "input_psnr" in r else "")
+        res = "restored" + (f"\n{r['psnr']:.2f} dB" if "psnr" in r else "")
+        grid = make_grid(lq, out, gt, [deg, res, f"ground truth\n{name}"])
         stem = os.path.splitext(os.path.basename(str(name)))[0] or "image"
         paths.append(write_image(os.path.join(save_dir, f"grid_{stem}.png"), grid))
         grids.append(grid)
