@@ -299,3 +299,30 @@ def test_val_save_grid_writes_labelled_triplets(tmp_path, capsys):
     stacked = read_image(os.path.join(save, "grids", "grids.png")).data
     assert stacked.shape[0] == 2 * (g.shape[0] + 4)
     assert val_tool.main(["-c", cfg_path, "--model_path", w, "--save_grid", "-1"]) == 2
+
+
+def test_distill_runs_resume(tmp_path):
+    """Output-only distillation resumes bit-exactly; with feature hints the adapters'
+    optimizer moments are found again (saved under structured names) in this process."""
+    from ppRestore.engine.trainer import Trainer
+
+    tcfg = {**TINY_DNCNN, "features": 12}
+    w = _save_model(tcfg, str(tmp_path / "t.pdparams"), seed=2)
+    for feats in ([], [{"student": "body.0", "teacher": "body.0", "weight": 0.01}]):
+        cfg = _tiny_cfg(
+            str(tmp_path),
+            TINY_DNCNN,
+            distill={"teacher": {"model": tcfg, "weights": w}, "features": feats},
+        )
+        cfg["iters"] = 4
+        a, b = str(tmp_path / f"a{len(feats)}"), str(tmp_path / f"b{len(feats)}")
+        full = Trainer.from_config(cfg, save_dir=a).train()
+        res = Trainer.from_config(cfg, save_dir=b, resume_model=os.path.join(a, "iter_2")).train()
+        assert full["iteration"] == res["iteration"] == 4
+        wa = load_weights(os.path.join(full["checkpoint"], "model.pdparams"))
+        wb = load_weights(os.path.join(res["checkpoint"], "model.pdparams"))
+        if not feats:
+            for k in wa:
+                np.testing.assert_array_equal(wa[k], wb[k])
+        opt = load_weights(os.path.join(a, "iter_2", "model.pdopt"))
+        assert any(k.startswith("distill.adapters.0.weight") for k in opt) == bool(feats)

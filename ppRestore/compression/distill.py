@@ -25,8 +25,10 @@ records the student's input with a forward pre-hook on the student (so the teach
 the same batch) and the named layers' outputs with forward post-hooks; both only record
 while the student is in training mode, so evaluation is untouched. The 1x1 adapters are
 trained with the student (their parameters go to the same optimizer) but are not part of
-the student's checkpoint: the saved weights are the plain student, and a resumed run
-starts the adapters afresh.
+the student's checkpoint: the saved weights are the plain student; a resumed run
+restores the student, its optimizer state and the adapters' optimizer moments (saved
+under structured names, :meth:`DistillLoss.checkpoint_view`), but the adapter weights
+themselves start afresh.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ class DistillLoss(nn.Layer):
             t_layer = _sublayer(teacher, t_name, "teacher")
             cs = _channels_of(s_layer, student, probe)
             ct = _channels_of(t_layer, teacher, probe)
-            # FitNets' regressor: map student features to the teacher's width (1x1 conv)
+            # FitNets' regressor: map student features to the teacher's width (1x1 conv).
             self.adapters.append(nn.Conv2D(cs, ct, 1))
             self.feature_names.append((s_name, t_name))
             self.feature_weights.append(float(w))
@@ -197,6 +199,12 @@ class DistillLoss(nn.Layer):
     def extra_parameters(self) -> List[paddle.Tensor]:
         """The adapters' parameters (to train alongside the student's)."""
         return list(self.adapters.parameters())
+
+    def checkpoint_view(self, student: nn.Layer) -> Any:
+        """The student as the checkpoint code sees it: its own weights, but parameter
+        names that include the adapters (``distill.adapters.N.*``), so their optimizer
+        moments are saved under structured names and found again on resume."""
+        return _StudentWithAdapters(student, self.adapters)
 
     def forward(
         self, pred: paddle.Tensor, target: paddle.Tensor, aux: Dict[str, Any] | None = None
@@ -270,3 +278,18 @@ def build_distill_loss(
         output_loss=LOSSES.build(dict(out_cfg)),
         features=feats,
     )
+
+
+class _StudentWithAdapters:
+    """``state_dict`` of the student; ``named_parameters`` of student + adapters."""
+
+    def __init__(self, student: nn.Layer, adapters: nn.LayerList) -> None:
+        self.student, self.adapters = student, adapters
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.student.state_dict()
+
+    def named_parameters(self):
+        yield from self.student.named_parameters()
+        for name, p in self.adapters.named_parameters():
+            yield f"distill.adapters.{name}", p

@@ -333,7 +333,7 @@ class Trainer:
         path = ckpt.save_checkpoint(
             self.opts.save_dir,
             self.iter,
-            self.model,
+            self._ckpt_model(),
             self.optimizer if name is None else None,
             self.train_state(),
             ema_state=self.ema.state_dict() if self.ema else None,
@@ -342,6 +342,11 @@ class Trainer:
         if name is None:
             ckpt.prune(self.opts.save_dir, self.opts.keep_checkpoint_max)
         return path
+
+    def _ckpt_model(self) -> Any:
+        """The model as checkpoints see it (a distillation loss adds its adapters' names)."""
+        view = getattr(self.loss, "checkpoint_view", None)
+        return view(self.model) if view else self.model
 
     def resume(self, path: str) -> None:
         """Load weights, optimizer, scheduler, RNG and data position from ``path``."""
@@ -356,7 +361,7 @@ class Trainer:
         load_state_dict(self.model, data["model"], source=path)
         if data["optimizer"] is None:
             raise ckpt.CheckpointError(f"{path} has no model.pdopt: cannot resume training from it")
-        ckpt.load_optimizer_state(self.optimizer, self.model, data["optimizer"])
+        ckpt.load_optimizer_state(self.optimizer, self._ckpt_model(), data["optimizer"])
         self.lr_scheduler.set_state_dict(st["lr_scheduler"])
         if self.ema is not None and data["ema"] is not None:
             load_state_dict(self.ema.model, data["ema"], source=path)
