@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
 import paddle
@@ -17,7 +16,18 @@ from ppRestore.compression.prune import count_params, prune_model
 from ppRestore.weights.safe_load import load_state_dict, load_weights, save_weights
 from tests.train_utils import REPO_ROOT, make_images
 
-sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+
+def _tool(name: str):
+    """Load tools/<name>.py as a module (without putting tools/ on sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"_pprestore_tool_{name}", os.path.join(REPO_ROOT, "tools", f"{name}.py")
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
 
 TINY_DNCNN = {"type": "DnCNN", "in_channels": 1, "num_layers": 4, "features": 8}
 
@@ -223,8 +233,8 @@ def test_pruning_ratio_zero_is_identity_and_bad_ratio_refused():
 
 
 def test_prune_tool_writes_a_model_that_trains_exports_and_deploys(tmp_path):
-    import prune as prune_tool
-    import val as val_tool
+    prune_tool = _tool("prune")
+    val_tool = _tool("val")
 
     from ppRestore.engine.trainer import Trainer
     from ppRestore.inference.export import export_model
@@ -274,7 +284,7 @@ def test_prune_tool_writes_a_model_that_trains_exports_and_deploys(tmp_path):
 
 # ------------------------------------------------------------------ result grids
 def test_val_save_grid_writes_labelled_triplets(tmp_path, capsys):
-    import val as val_tool
+    val_tool = _tool("val")
 
     cfg_path = _write(str(tmp_path / "c.yml"), _tiny_cfg(str(tmp_path), TINY_DNCNN))
     w = _save_model(TINY_DNCNN, str(tmp_path / "w.pdparams"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 
 import pytest
 import yaml
@@ -12,7 +11,18 @@ import yaml
 from tests.train_utils import REPO_ROOT, make_images
 
 pytest.importorskip("optuna", reason="the [tune] extra (installed by .ci/run)")
-sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+
+
+def _tool(name: str):
+    """Load tools/<name>.py as a module (without putting tools/ on sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"_pprestore_tool_{name}", os.path.join(REPO_ROOT, "tools", f"{name}.py")
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _cfg(tmp) -> str:
@@ -60,7 +70,7 @@ def _rows(save):
 
 
 def test_tune_writes_csv_best_config_plots_and_resumes(tmp_path, capsys):
-    import tune
+    tune = _tool("tune")
 
     cfg = _cfg(str(tmp_path))
     space = _space(
@@ -138,7 +148,7 @@ def test_median_pruner_stops_a_trial_that_falls_behind(tmp_path):
 
 
 def test_grid_sampler_and_space_errors(tmp_path):
-    import tune
+    tune = _tool("tune")
 
     from ppRestore.tuning import TuneError, load_space
 
