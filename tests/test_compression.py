@@ -336,3 +336,38 @@ def test_distill_runs_resume(tmp_path):
                 np.testing.assert_array_equal(wa[k], wb[k])
         opt = load_weights(os.path.join(a, "iter_2", "model.pdopt"))
         assert any(k.startswith("distill.adapters.0.weight") for k in opt) == bool(feats)
+
+
+def test_bn_gamma_criterion_prunes_switched_off_channels_exactly():
+    """Channels whose BatchNorm gamma and beta are 0 output exactly 0 (eval mode): the
+    bn_gamma criterion removes them (output unchanged), the L1 criterion, which looks at
+    the conv filters only, does not know they are off."""
+    cfg = {"type": "DnCNN", "in_channels": 1, "num_layers": 5, "features": 8, "bn": True}
+    paddle.seed(0)
+    model = build_model(cfg)
+    model.eval()
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    rng = np.random.default_rng(1)
+    # the head has no BatchNorm (L1 fallback): switch half its filters off by zeroing them
+    state["head.weight"][rng.choice(8, 4, replace=False)] = 0.0
+    for i in range(3):
+        off = rng.choice(8, 4, replace=False)
+        state[f"body.{i}.bn.weight"][off] = 0.0
+        state[f"body.{i}.bn.bias"][off] = 0.0
+        state[f"body.{i}.bn._variance"][:] = 1.0 + rng.random(8).astype(np.float32)
+    load_state_dict(model, state)
+    x = paddle.rand([1, 1, 16, 16])
+    with paddle.no_grad():
+        ref = model(x).numpy()
+    outs = {}
+    for crit in ("bn_gamma", "l1"):
+        new_cfg, new_state, _ = prune_model(cfg, state, 0.5, min_channels=1, criterion=crit)
+        small = build_model(new_cfg)
+        load_state_dict(small, new_state)
+        small.eval()
+        with paddle.no_grad():
+            outs[crit] = small(x).numpy()
+    np.testing.assert_allclose(outs["bn_gamma"], ref, atol=1e-5)
+    assert np.abs(outs["l1"] - ref).max() > 1e-3
+    with pytest.raises(ValueError, match="criterion"):
+        prune_model(cfg, state, 0.5, criterion="l2")

@@ -33,6 +33,12 @@ def main(argv=None) -> int:
     p.add_argument("--save_dir", required=True, help="output folder")
     p.add_argument("--min_channels", type=int, default=4, help="never prune a layer below this")
     p.add_argument("--multiple", type=int, default=1, help="round kept widths to this multiple")
+    p.add_argument(
+        "--criterion",
+        choices=["l1", "bn_gamma"],
+        default="l1",
+        help="filter ranking: L1 norm (default), or |BatchNorm gamma| where a BN follows",
+    )
     p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
     args = p.parse_args(argv)
     if not 0.0 <= args.ratio < 1.0:
@@ -51,7 +57,13 @@ def main(argv=None) -> int:
         from ppRestore.compression.prune import prune_checkpoint
 
         rep = prune_checkpoint(
-            cfg, args.model_path, args.ratio, args.save_dir, args.min_channels, args.multiple
+            cfg,
+            args.model_path,
+            args.ratio,
+            args.save_dir,
+            args.min_channels,
+            args.multiple,
+            args.criterion,
         )
     except (ConfigError, RegistryError, WeightsError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -43,12 +43,15 @@ class Group:
             and sliced.
         slices: ``(key, axis, offset)`` also sliced at ``offset + kept`` (biases, BN
             statistics, depthwise filters, the inputs of the layers that read them).
+        bn_gamma: the BatchNorm scales right after the producers, if any (the
+            ``bn_gamma`` criterion ranks by them).
     """
 
     name: str
     size: int
     prod: List[Tuple[str, int]] = field(default_factory=list)
     slices: List[Tuple[str, int, int]] = field(default_factory=list)
+    bn_gamma: List[str] = field(default_factory=list)
 
 
 def count_params(state: Dict[str, np.ndarray], skip_buffers: bool = True) -> int:
@@ -76,6 +79,8 @@ def _conv_in(g: Group, name: str, offset: int = 0, transposed: bool = False) -> 
 
 
 def _bn(g: Group, state: Dict, name: str) -> None:
+    if f"{name}.weight" in state:
+        g.bn_gamma.append(f"{name}.weight")
     for p in ("weight", "bias", "_mean", "_variance"):
         if f"{name}.{p}" in state:
             g.slices.append((f"{name}.{p}", 0, 0))
@@ -266,8 +271,15 @@ def prune_state(
     ratio: float,
     min_channels: int = 4,
     multiple: int = 1,
+    criterion: str = "l1",
 ) -> Tuple[Dict[str, np.ndarray], List[int], List[np.ndarray]]:
     """Remove the lowest-L1 fraction ``ratio`` of each group's channels.
+
+    ``criterion="bn_gamma"`` ranks a group that feeds a BatchNorm by ``|gamma|``
+    instead (Liu et al., "Learning Efficient Convolutional Networks through Network
+    Slimming", ICCV 2017): BatchNorm rescales every filter's output, so the conv
+    filter's own L1 norm says little about the channel's contribution. Groups without
+    BatchNorm fall back to L1.
 
     Returns:
         ``(new_state, kept_counts, kept_indices)``; kept indices are sorted, so the
@@ -275,6 +287,8 @@ def prune_state(
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"prune ratio must be in [0, 1), got {ratio}")
+    if criterion not in ("l1", "bn_gamma"):
+        raise ValueError(f"prune criterion must be l1 or bn_gamma, got {criterion!r}")
     new = {k: np.asarray(v) for k, v in state.items()}
     kept_counts, kept_idx = [], []
     # Rank every group on the ORIGINAL weights first: slicing one group's inputs must
@@ -288,6 +302,8 @@ def prune_state(
                     f"prune group {g.name}: {key} has {norms.shape[0]} channels, expected {g.size}"
                 )
             score += norms
+        if criterion == "bn_gamma" and g.bn_gamma:
+            score = sum(np.abs(np.asarray(state[k], dtype=np.float64)) for k in g.bn_gamma)
         k = _keep_count(g.size, ratio, min_channels, multiple)
         # stable sort: equal norms keep the earlier channel (deterministic)
         idx = np.sort(np.argsort(-score, kind="stable")[:k])
@@ -323,6 +339,7 @@ def prune_model(
     ratio: float,
     min_channels: int = 4,
     multiple: int = 1,
+    criterion: str = "l1",
 ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], List[Dict[str, Any]]]:
     """Prune a model given its config section and state dict.
 
@@ -345,7 +362,7 @@ def prune_model(
         raise ValueError(
             f"{kind}: the weights do not match the config's architecture (no {e})"
         ) from None
-    new_state, kept, _ = prune_state(state, groups, ratio, min_channels, multiple)
+    new_state, kept, _ = prune_state(state, groups, ratio, min_channels, multiple, criterion)
     new_cfg = cfg_fn(copy.deepcopy(cfg), groups, kept)
     report = [{"group": g.name, "before": g.size, "after": int(k)} for g, k in zip(groups, kept)]
     return new_cfg, new_state, report
@@ -358,6 +375,7 @@ def prune_checkpoint(
     save_dir: str,
     min_channels: int = 4,
     multiple: int = 1,
+    criterion: str = "l1",
 ) -> Dict[str, Any]:
     """Prune the weights ``model_path`` of ``cfg['model']`` and write the smaller model.
 
@@ -383,7 +401,7 @@ def prune_checkpoint(
     load_model_weights(model, model_path)
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     new_model_cfg, new_state, groups = prune_model(
-        cfg["model"], state, ratio, min_channels, multiple
+        cfg["model"], state, ratio, min_channels, multiple, criterion
     )
     small = build_model(new_model_cfg)
     load_state_dict(small, new_state, source="pruned weights")  # strict: every key, every shape
@@ -403,6 +421,7 @@ def prune_checkpoint(
         "model": cfg["model"].get("type"),
         "source_weights": str(model_path),
         "ratio": float(ratio),
+        "criterion": criterion,
         "params_before": count_params(state),
         "params_after": count_params(new_state),
         "weights": weights,
