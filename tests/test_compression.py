@@ -371,3 +371,25 @@ def test_bn_gamma_criterion_prunes_switched_off_channels_exactly():
     assert np.abs(outs["l1"] - ref).max() > 1e-3
     with pytest.raises(ValueError, match="criterion"):
         prune_model(cfg, state, 0.5, criterion="l2")
+
+
+def test_prune_tool_recalibrates_batchnorm(tmp_path):
+    prune_tool = _tool("prune")
+    model = {**TINY_DNCNN, "bn": True}
+    cfg_path = _write(str(tmp_path / "c.yml"), _tiny_cfg(str(tmp_path), model))
+    w = _save_model(model, str(tmp_path / "w.pdparams"))
+    outs = {}
+    for n in (0, 2):
+        out = str(tmp_path / f"p{n}")
+        args = ["-c", cfg_path, "--model_path", w, "--ratio", "0.5", "--save_dir", out]
+        assert prune_tool.main([*args, "--criterion", "bn_gamma", "--recalibrate_bn", str(n)]) == 0
+        rep = json.load(open(os.path.join(out, "prune_report.json")))
+        assert rep["bn_recalibration_batches"] == n and rep["criterion"] == "bn_gamma"
+        outs[n] = load_weights(rep["weights"])
+    # same channels kept (same weights), new statistics: measured on data, not sliced
+    np.testing.assert_array_equal(outs[0]["body.0.conv.weight"], outs[2]["body.0.conv.weight"])
+    assert not np.allclose(outs[0]["body.0.bn._mean"], outs[2]["body.0.bn._mean"])
+    assert (
+        np.isfinite(outs[2]["body.0.bn._variance"]).all()
+        and (outs[2]["body.0.bn._variance"] > 0).all()
+    )

@@ -39,13 +39,22 @@ def main(argv=None) -> int:
         default="l1",
         help="filter ranking: L1 norm (default), or |BatchNorm gamma| where a BN follows",
     )
+    p.add_argument(
+        "--recalibrate_bn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-estimate BatchNorm statistics on N training batches (config's train_dataset)",
+    )
     p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
     args = p.parse_args(argv)
     if not 0.0 <= args.ratio < 1.0:
         print(f"error: --ratio must be in [0, 1), got {args.ratio}", file=sys.stderr)
         return 2
-    if args.min_channels < 1 or args.multiple < 1:
-        print("error: --min_channels and --multiple must be >= 1", file=sys.stderr)
+    if args.min_channels < 1 or args.multiple < 1 or args.recalibrate_bn < 0:
+        print(
+            "error: --min_channels, --multiple must be >= 1, --recalibrate_bn >= 0", file=sys.stderr
+        )
         return 2
 
     from ppRestore.config import ConfigError, load_config
@@ -64,6 +73,7 @@ def main(argv=None) -> int:
             args.min_channels,
             args.multiple,
             args.criterion,
+            args.recalibrate_bn,
         )
     except (ConfigError, RegistryError, WeightsError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

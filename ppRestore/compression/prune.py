@@ -368,6 +368,55 @@ def prune_model(
     return new_cfg, new_state, report
 
 
+def recalibrate_bn(
+    model: Any, dataset_cfg: Dict[str, Any], batches: int, batch_size: int = 16, seed: int = 0
+) -> int:
+    """Re-estimate BatchNorm running statistics of a pruned model on training data.
+
+    Removing input channels changes every kept channel's pre-BN distribution, so the
+    stored running mean/variance no longer match (measured: the pruned DnCNN-S output
+    collapses to its input). ``batches`` forward passes in training mode, no gradients,
+    with the running statistics set to the plain average over those batches
+    (momentum ``i / (i + 1)``). Returns the number of batches used (0 without BN).
+    """
+    import paddle
+
+    from ..data.datasets import build_dataloader, build_dataset
+
+    bns = [m for m in model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
+    if not bns or batches <= 0:
+        return 0
+    ds = build_dataset(dataset_cfg, mode="train", seed=seed)
+    loader, sampler = build_dataloader(
+        ds,
+        batch_size,
+        shuffle=True,
+        num_workers=0,
+        seed=seed,
+        drop_last=True,
+        num_replicas=1,
+        rank=0,
+    )
+    sampler.set_epoch(0)
+    old = [bn._momentum for bn in bns]
+    model.train()
+    n = 0
+    try:
+        with paddle.no_grad():
+            for batch in loader:
+                for bn in bns:  # running = i/(i+1) * running + 1/(i+1) * batch statistic
+                    bn._momentum = n / (n + 1.0)
+                model(batch[0])
+                n += 1
+                if n >= batches:
+                    break
+    finally:
+        for bn, m in zip(bns, old):
+            bn._momentum = m
+        model.eval()
+    return n
+
+
 def prune_checkpoint(
     cfg: Dict[str, Any],
     model_path: str,
@@ -376,12 +425,15 @@ def prune_checkpoint(
     min_channels: int = 4,
     multiple: int = 1,
     criterion: str = "l1",
+    recalibrate_batches: int = 0,
 ) -> Dict[str, Any]:
     """Prune the weights ``model_path`` of ``cfg['model']`` and write the smaller model.
 
     Writes ``save_dir/model.pdparams``, ``save_dir/config.yml`` (``cfg`` with the new
     widths and ``model.pretrained`` pointing at the pruned weights, so
     ``tools/train.py -c save_dir/config.yml`` fine-tunes it) and ``prune_report.json``.
+    ``recalibrate_batches > 0`` re-estimates BatchNorm statistics on the config's
+    training data first (:func:`recalibrate_bn`).
     The pruned network is built from the written config and loaded strictly before
     anything is reported, so a written model always loads.
 
@@ -411,6 +463,13 @@ def prune_checkpoint(
     small.eval()
     with paddle.no_grad():
         small(paddle.zeros([1, c, side, side]))
+    recal = 0
+    if recalibrate_batches > 0:
+        if "train_dataset" not in cfg:
+            raise ValueError("--recalibrate_bn needs a train_dataset: section in the config")
+        bs = int(cfg.get("batch_size", 16))  # the config's training batch size
+        recal = recalibrate_bn(small, cfg["train_dataset"], recalibrate_batches, batch_size=bs)
+        new_state = {k: v.numpy() for k, v in small.state_dict().items()}
     os.makedirs(save_dir, exist_ok=True)
     weights = os.path.abspath(os.path.join(save_dir, "model.pdparams"))
     save_weights(new_state, weights)
@@ -422,6 +481,7 @@ def prune_checkpoint(
         "source_weights": str(model_path),
         "ratio": float(ratio),
         "criterion": criterion,
+        "bn_recalibration_batches": recal,
         "params_before": count_params(state),
         "params_after": count_params(new_state),
         "weights": weights,
