@@ -1,6 +1,6 @@
 """Install ppRestore: ``pip install -e .`` or ``pip install .`` (extras: ``[test]``, ``[convert]``,
-``[onnx]``, ``[openvino]``, ``[raw]``, ``[paddleseg]``, ``[webui]``, ``[browser]``). Installs the
-``pprestore`` command.
+``[onnx]``, ``[openvino]``, ``[raw]``, ``[paddleseg]``, ``[tune]``, ``[webui]``, ``[browser]``).
+Installs the ``pprestore`` command.
 
 On a CUDA machine install ``paddlepaddle-gpu`` first and set ``PPRESTORE_SKIP_PADDLE=1``
 so pip does not add the CPU ``paddlepaddle`` wheel beside it (AI Studio ships the GPU one).
@@ -82,6 +82,8 @@ EXTRAS = {
     "webui": ["gradio>=6.31,<7"],
     # the browser test drives the system's chromium + chromedriver (apt), never a download
     "browser": ["selenium>=4.20,<5"],
+    # tools/tune.py: Optuna study + its matplotlib plots (optuna 3.6-5.x work with numpy<2)
+    "tune": ["optuna>=3.6,<6", "matplotlib>=3.5"],
 }
 
 setup(

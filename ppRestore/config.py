@@ -41,6 +41,7 @@ TOP_LEVEL_SCHEMA: Dict[str, tuple] = {
     "infer": (dict,),  # predictor options: pad_multiple, tile, color handling, ...
     "export": (dict,),  # export options: input_shape, ...
     "task": (str,),  # human-readable task name, e.g. "deblur"
+    "distill": (dict,),  # knowledge distillation: teacher, weights (ppRestore/compression)
 }
 
 

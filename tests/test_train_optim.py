@@ -157,7 +157,9 @@ def _all_configs():
     return sorted(
         p
         for p in glob.glob(os.path.join(root, "**", "*.yml"), recursive=True)
-        if "_base_" not in os.path.basename(p) and "/_base_/" not in p
+        if "_base_" not in os.path.basename(p)
+        and "/_base_/" not in p
+        and "/tune/" not in p  # search spaces for tools/tune.py: tests/test_tuning.py
     )
 
 

@@ -12,6 +12,7 @@ precision it will be deployed with:
 import argparse
 import json
 import os
+import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,12 +36,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test_y_channel", action="store_true", default=None)
     p.add_argument("--save_dir", default="output/val")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--save_grid",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write labelled degraded/restored/ground-truth PNG grids of the first N images",
+    )
     p.add_argument("--device", choices=["cpu", "gpu"], default=None)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.save_grid < 0:
+        print(f"error: --save_grid must be >= 0, got {args.save_grid}", file=sys.stderr)
+        return 2
     from ppRestore.errors import run_cli
 
     return run_cli(_run, args)
@@ -80,9 +91,16 @@ def _run(args: argparse.Namespace) -> int:
     ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
     # A bad image in the val set (named in the message) stops the run: metrics over a
     # partial set would mislead. Errors become one line through ppRestore.errors.
+    if args.save_grid:
+        val["num_samples"] = args.save_grid
     res = Evaluator(ds, infer_cfg=cfg.get("infer"), progress=not args.quiet, **val).evaluate(
         model, save_dir=args.save_dir
     )
+    if args.save_grid:
+        from ppRestore.engine.grids import save_grids
+
+        grids = save_grids(res.samples, res.rows, os.path.join(args.save_dir, "grids"))
+        print(f"grids: {grids[-1]} ({len(grids) - 1} images)")
     source = (
         {
             "exported": args.exported,

@@ -213,8 +213,14 @@ class Trainer:
                 f"lr_scheduler.warmup_iters ({warm}) >= iters ({opts.iters}): the learning "
                 "rate never leaves its warm-up; lower warmup_iters or raise iters"
             )
+        loss, params = build_loss(cfg.get("loss")), model.parameters()
+        if cfg.get("distill"):  # a frozen teacher wraps the loss (ppRestore/compression)
+            from ..compression.distill import build_distill_loss
+
+            loss = build_distill_loss(cfg["distill"], model, loss)
+            params = params + loss.extra_parameters()
         sched = build_lr_scheduler(cfg.get("lr_scheduler"), opts.iters)
-        optimizer = build_optimizer(cfg.get("optimizer"), model.parameters(), sched)
+        optimizer = build_optimizer(cfg.get("optimizer"), params, sched)
         if dist.is_main():
             from ..config import save_config
             from .lock import SaveDirLock
@@ -224,7 +230,7 @@ class Trainer:
             # for the whole of train()
             with SaveDirLock(opts.save_dir):
                 save_config(cfg, os.path.join(opts.save_dir, "config.yaml"))
-        return cls(model, build_loss(cfg.get("loss")), optimizer, sched, train_ds, opts, evaluator)
+        return cls(model, loss, optimizer, sched, train_ds, opts, evaluator)
 
     def _setup_precision(self) -> Dict[str, Any] | None:
         """AMP settings, or None for fp32 (also the CPU fallback)."""
@@ -395,7 +401,7 @@ class Trainer:
         path = ckpt.save_checkpoint(
             self.opts.save_dir,
             self.iter,
-            self.model,
+            self._ckpt_model(),
             self.optimizer if name is None else None,
             self.train_state(),
             ema_state=self.ema.state_dict() if self.ema else None,
@@ -404,6 +410,11 @@ class Trainer:
         if name is None:
             ckpt.prune(self.opts.save_dir, self.opts.keep_checkpoint_max)
         return path
+
+    def _ckpt_model(self) -> Any:
+        """The model as checkpoints see it (a distillation loss adds its adapters' names)."""
+        view = getattr(self.loss, "checkpoint_view", None)
+        return view(self.model) if view else self.model
 
     def resume(self, path: str) -> None:
         """Load weights, optimizer, scheduler, RNG and data position from ``path``."""
@@ -419,7 +430,9 @@ class Trainer:
         load_state_dict(self.model, data["model"], source=path)
         if data["optimizer"] is None:
             raise ckpt.CheckpointError(f"{path} has no model.pdopt: cannot resume training from it")
-        ckpt.load_optimizer_state(self.optimizer, self.model, data["optimizer"], source=path)
+        ckpt.load_optimizer_state(
+            self.optimizer, self._ckpt_model(), data["optimizer"], source=path
+        )
         self.lr_scheduler.set_state_dict(st["lr_scheduler"])
         if self.ema is not None and data["ema"] is not None:
             load_state_dict(self.ema.model, data["ema"], source=path)

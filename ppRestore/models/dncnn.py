@@ -24,7 +24,7 @@ Two checkpoint families load into this one class:
 from __future__ import annotations
 
 import re
-from typing import Dict
+from typing import Dict, Sequence
 
 import numpy as np
 import paddle
@@ -36,13 +36,14 @@ __all__ = ["DnCNN", "convert_dncnn_saoyan", "convert_dncnn_kair"]
 
 
 class ConvBNReLU(nn.Layer):
-    """3x3 conv, optional BatchNorm, ReLU (one DnCNN middle layer)."""
+    """3x3 conv, optional BatchNorm, ReLU (one DnCNN middle layer; ``cout`` defaults to ``channels``)."""
 
-    def __init__(self, channels: int, bn: bool, bias: bool) -> None:
+    def __init__(self, channels: int, bn: bool, bias: bool, cout: int | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2D(channels, channels, 3, padding=1, bias_attr=None if bias else False)
+        cout = channels if cout is None else cout
+        self.conv = nn.Conv2D(channels, cout, 3, padding=1, bias_attr=None if bias else False)
         # PyTorch's BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Paddle momentum 0.9).
-        self.bn = nn.BatchNorm2D(channels, momentum=0.9, epsilon=1e-5) if bn else nn.Identity()
+        self.bn = nn.BatchNorm2D(cout, momentum=0.9, epsilon=1e-5) if bn else nn.Identity()
         self.relu = nn.ReLU()
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -56,7 +57,9 @@ class DnCNN(nn.Layer):
     Args:
         in_channels: 1 (grey) or 3 (colour); output has the same count.
         num_layers: total conv layers (17 for DnCNN-S, 20 for DnCNN-B).
-        features: width of the hidden layers.
+        features: width of the hidden layers, or one width per hidden layer
+            (``num_layers - 1`` values: the head's output, then each body layer's), as
+            ``tools/prune.py`` writes for a channel-pruned network.
         bn: BatchNorm in the middle layers (False = BN folded into conv biases, KAIR).
         bias: convs have biases; default ``not bn`` (SaoYan: no biases with BN).
         zero_init_tail: start the last conv at zero, so the untrained network returns
@@ -75,7 +78,7 @@ class DnCNN(nn.Layer):
         self,
         in_channels: int = 1,
         num_layers: int = 17,
-        features: int = 64,
+        features: int | Sequence[int] = 64,
         bn: bool = True,
         bias: bool | None = None,
         zero_init_tail: bool = False,
@@ -88,9 +91,20 @@ class DnCNN(nn.Layer):
         self.in_channels = self.out_channels = int(in_channels)
         self.num_layers = int(num_layers)
         self.bn = bool(bn)
-        self.head = nn.Conv2D(in_channels, features, 3, padding=1, bias_attr=b)
-        self.body = nn.Sequential(*[ConvBNReLU(features, bn, bias) for _ in range(num_layers - 2)])
-        self.tail = nn.Conv2D(features, in_channels, 3, padding=1, bias_attr=b)
+        if isinstance(features, (list, tuple)):
+            w = [int(c) for c in features]
+            if len(w) != num_layers - 1 or min(w) < 1:
+                raise ValueError(
+                    f"DnCNN: features as a list needs num_layers - 1 = {num_layers - 1} "
+                    f"positive widths, got {list(features)}"
+                )
+        else:
+            w = [int(features)] * (num_layers - 1)
+        self.head = nn.Conv2D(in_channels, w[0], 3, padding=1, bias_attr=b)
+        self.body = nn.Sequential(
+            *[ConvBNReLU(w[i], bn, bias, cout=w[i + 1]) for i in range(num_layers - 2)]
+        )
+        self.tail = nn.Conv2D(w[-1], in_channels, 3, padding=1, bias_attr=b)
         self.relu = nn.ReLU()
         if zero_init_tail:
             self.tail.weight.set_value(paddle.zeros(self.tail.weight.shape))

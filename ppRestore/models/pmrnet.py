@@ -33,7 +33,7 @@ to 32 (:attr:`PmrNet.pad_multiple`).
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -112,24 +112,31 @@ class EncoderBlock(nn.Layer):
         return self.relu(self.conv2(self.conv1(x)) + self.proj(x))
 
 
-def encoder_stage(in_channels: int, out_channels: int, num_blocks: int) -> nn.Sequential:
-    """A stride-2 :class:`EncoderBlock` followed by ``num_blocks - 1`` stride-1 ones."""
-    mid = max(1, out_channels // 4)
-    blocks = [EncoderBlock(in_channels, mid, out_channels, stride=2)]
-    blocks += [EncoderBlock(out_channels, mid, out_channels) for _ in range(num_blocks - 1)]
+def encoder_stage(
+    in_channels: int, out_channels: int, num_blocks: int, mids: Sequence[int] | None = None
+) -> nn.Sequential:
+    """A stride-2 :class:`EncoderBlock` followed by ``num_blocks - 1`` stride-1 ones.
+
+    ``mids``: each block's bottleneck width (default ``out_channels // 4``).
+    """
+    mids = list(mids) if mids is not None else [max(1, out_channels // 4)] * num_blocks
+    blocks = [EncoderBlock(in_channels, mids[0], out_channels, stride=2)]
+    blocks += [EncoderBlock(out_channels, m, out_channels) for m in mids[1:]]
     return nn.Sequential(*blocks)
 
 
 class DecoderBlock(nn.Layer):
     """Residual pair of separable convs (ReLU after the first only)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, mid: int | None = None
+    ) -> None:
+        # mid: conv0's width when it differs from out_channels (a channel-pruned network)
         super().__init__()
         pad = kernel_size // 2
-        self.conv0 = conv2d(
-            in_channels, out_channels, kernel_size, 1, pad, separable=True, relu=True
-        )
-        self.conv1 = conv2d(out_channels, out_channels, kernel_size, 1, pad, separable=True)
+        mid = out_channels if mid is None else mid
+        self.conv0 = conv2d(in_channels, mid, kernel_size, 1, pad, separable=True, relu=True)
+        self.conv1 = conv2d(mid, out_channels, kernel_size, 1, pad, separable=True)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.conv1(self.conv0(x)) + x
@@ -138,9 +145,11 @@ class DecoderBlock(nn.Layer):
 class DecoderStage(nn.Layer):
     """Decode, upsample x2 by transposed conv, add the projected encoder skip."""
 
-    def __init__(self, in_channels: int, skip_in_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, skip_in_channels: int, out_channels: int, mid: int | None = None
+    ) -> None:
         super().__init__()
-        self.decode_conv = DecoderBlock(in_channels, in_channels, 3)
+        self.decode_conv = DecoderBlock(in_channels, in_channels, 3, mid=mid)
         self.upsample = nn.Conv2DTranspose(in_channels, out_channels, kernel_size=2, stride=2)
         self.proj_conv = conv2d(skip_in_channels, out_channels, 3, 1, 1, separable=True, relu=True)
 
@@ -161,12 +170,22 @@ class PmrNet(nn.Layer):
             (``(x*s + net(x*s)) / s``), so data can stay in ``[0, 1]`` units. The official
             raw model expects 256 (``run_benchmark.py``); :func:`~ppRestore.data.raw.denoise_raw`
             applies whatever part of that factor the model does not.
+        channels: optional explicit widths, as ``tools/prune.py`` writes for a
+            channel-pruned network (overrides ``width``): ``{stem: int, enc: [4],
+            enc_mid: [[per block] x 4], bridge: int, dec: [4], dec_mid: [5]}``
+            (``dec_mid``: the decoder stages' residual blocks, then ``out0``'s).
     """
 
     pad_multiple = 32
     scale = 1
 
-    def __init__(self, in_channels: int = 4, width: float = 1.0, inp_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        in_channels: int = 4,
+        width: float = 1.0,
+        inp_scale: float = 1.0,
+        channels: Dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"PmrNet: in_channels must be >= 1, got {in_channels}")
@@ -189,17 +208,33 @@ class PmrNet(nn.Layer):
             [ch(c) for c in _DEC],
         )
 
+        enc_mid, dec_mid = [None] * 4, [None] * 5
+        if channels is not None:
+            try:
+                stem, bridge = int(channels["stem"]), int(channels["bridge"])
+                enc, dec = [int(c) for c in channels["enc"]], [int(c) for c in channels["dec"]]
+                enc_mid = [[int(c) for c in m] for m in channels["enc_mid"]]
+                dec_mid = [int(c) for c in channels["dec_mid"]]
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"PmrNet: bad channels {channels!r} ({e})") from None
+            ok = len(enc) == 4 and len(dec) == 4 and len(dec_mid) == 5
+            ok = ok and [len(m) for m in enc_mid] == list(_ENC_BLOCKS)
+            if not ok:
+                raise ValueError(
+                    "PmrNet: channels needs enc: 4 values, enc_mid: blocks (2, 2, 4, 4), "
+                    f"dec: 4, dec_mid: 5; got {channels!r}"
+                )
         self.conv0 = conv2d(in_channels, stem, 3, 1, 1, relu=True)
-        self.enc1 = encoder_stage(stem, enc[0], _ENC_BLOCKS[0])
-        self.enc2 = encoder_stage(enc[0], enc[1], _ENC_BLOCKS[1])
-        self.enc3 = encoder_stage(enc[1], enc[2], _ENC_BLOCKS[2])
-        self.enc4 = encoder_stage(enc[2], enc[3], _ENC_BLOCKS[3])
+        self.enc1 = encoder_stage(stem, enc[0], _ENC_BLOCKS[0], enc_mid[0])
+        self.enc2 = encoder_stage(enc[0], enc[1], _ENC_BLOCKS[1], enc_mid[1])
+        self.enc3 = encoder_stage(enc[1], enc[2], _ENC_BLOCKS[2], enc_mid[2])
+        self.enc4 = encoder_stage(enc[2], enc[3], _ENC_BLOCKS[3], enc_mid[3])
         self.encdec = conv2d(enc[3], bridge, 3, 1, 1, separable=True, relu=True)
-        self.dec1 = DecoderStage(bridge, enc[2], dec[0])
-        self.dec2 = DecoderStage(dec[0], enc[1], dec[1])
-        self.dec3 = DecoderStage(dec[1], enc[0], dec[2])
-        self.dec4 = DecoderStage(dec[2], stem, dec[3])
-        self.out0 = DecoderBlock(dec[3], dec[3], 3)
+        self.dec1 = DecoderStage(bridge, enc[2], dec[0], dec_mid[0])
+        self.dec2 = DecoderStage(dec[0], enc[1], dec[1], dec_mid[1])
+        self.dec3 = DecoderStage(dec[1], enc[0], dec[2], dec_mid[2])
+        self.dec4 = DecoderStage(dec[2], stem, dec[3], dec_mid[3])
+        self.out0 = DecoderBlock(dec[3], dec[3], 3, mid=dec_mid[4])
         self.out1 = conv2d(dec[3], in_channels, 3, 1, 1)
 
     def forward(self, inp: paddle.Tensor) -> paddle.Tensor:

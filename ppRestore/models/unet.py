@@ -17,7 +17,7 @@ correction added to the input. Input H and W must be multiples of ``2**depth``
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Sequence
 
 import paddle
 from paddle import nn
@@ -30,11 +30,12 @@ __all__ = ["UNet"]
 class DoubleConv(nn.Sequential):
     """(3x3 conv + ReLU) x 2."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, cout2: int | None = None) -> None:
+        # cout2: the second conv's width when it differs (a channel-pruned network)
         super().__init__(
             nn.Conv2D(cin, cout, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2D(cout, cout, 3, padding=1),
+            nn.Conv2D(cout, cout if cout2 is None else cout2, 3, padding=1),
             nn.ReLU(),
         )
 
@@ -49,10 +50,19 @@ class Down(nn.Sequential):
 class Up(nn.Layer):
     """Transposed-conv upsampling, skip concatenation, DoubleConv."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        skip: int | None = None,
+        mid: int | None = None,
+        out: int | None = None,
+    ) -> None:
+        # skip/mid/out default to cout (the plain U-Net); a pruned one sets them apart
         super().__init__()
         self.up = nn.Conv2DTranspose(cin, cout, 2, stride=2)
-        self.conv = DoubleConv(2 * cout, cout)
+        skip = cout if skip is None else skip
+        self.conv = DoubleConv(cout + skip, cout if mid is None else mid, out)
 
     def forward(self, x: paddle.Tensor, skip: paddle.Tensor) -> paddle.Tensor:
         return self.conv(paddle.concat([self.up(x), skip], axis=1))
@@ -68,6 +78,11 @@ class UNet(nn.Layer):
         base_channels: width of the first level (doubles per level).
         depth: number of downsamplings; ``pad_multiple = 2**depth``.
         residual: add the input to the output (requires equal channel counts).
+        widths: optional per-conv output widths (``tools/prune.py`` writes them for a
+            channel-pruned network), in this order: the head's two convs; per level the
+            down conv and the two encoder convs; per decoder stage (deepest first) the
+            transposed conv and the two convs after the concatenation;
+            ``2 + 6 * depth`` values. Default: ``base_channels * 2**level`` everywhere.
     """
 
     pad_multiple = 16
@@ -82,6 +97,7 @@ class UNet(nn.Layer):
         base_channels: int = 32,
         depth: int = 4,
         residual: bool = True,
+        widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -95,12 +111,30 @@ class UNet(nn.Layer):
         self.depth = int(depth)
         self.pad_multiple = 2**self.depth
         self.residual = bool(residual)
-        widths = [base_channels * 2**i for i in range(depth + 1)]
-        self.head = DoubleConv(in_channels, widths[0])
-        self.downs = nn.LayerList([Down(widths[i], widths[i + 1]) for i in range(depth)])
-        self.enc = nn.LayerList([DoubleConv(widths[i + 1], widths[i + 1]) for i in range(depth)])
-        self.ups = nn.LayerList([Up(widths[i + 1], widths[i]) for i in reversed(range(depth))])
-        self.tail = nn.Conv2D(widths[0], out_channels, 3, padding=1)
+        lv = [base_channels * 2**i for i in range(depth + 1)]
+        if widths is None:
+            w = [lv[0], lv[0]]
+            w += [lv[i + 1] for i in range(depth) for _ in range(3)]
+            w += [lv[i] for i in reversed(range(depth)) for _ in range(3)]
+        else:
+            w = [int(c) for c in widths]
+            if len(w) != 2 + 6 * depth or min(w) < 1:
+                raise ValueError(
+                    f"UNet: widths needs 2 + 6 * depth = {2 + 6 * depth} positive values, got {list(widths)}"
+                )
+        self.head = DoubleConv(in_channels, w[0], w[1])
+        enc_w = [w[2 + 3 * i : 5 + 3 * i] for i in range(depth)]  # down, conv, conv
+        dec_w = [w[2 + 3 * depth + 3 * j : 5 + 3 * depth + 3 * j] for j in range(depth)]
+        skip = [w[1]] + [e[2] for e in enc_w[:-1]]  # channels of each level's skip
+        prev = [w[1]] + [e[2] for e in enc_w]
+        self.downs = nn.LayerList([Down(prev[i], enc_w[i][0]) for i in range(depth)])
+        self.enc = nn.LayerList([DoubleConv(e[0], e[1], e[2]) for e in enc_w])
+        ups, cin = [], enc_w[-1][2]
+        for j, i in enumerate(reversed(range(depth))):
+            ups.append(Up(cin, dec_w[j][0], skip[i], dec_w[j][1], dec_w[j][2]))
+            cin = dec_w[j][2]
+        self.ups = nn.LayerList(ups)
+        self.tail = nn.Conv2D(cin, out_channels, 3, padding=1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         feat = self.head(x)

@@ -1,0 +1,1 @@
+"""Model compression: knowledge distillation (distill.py) and channel pruning (prune.py)."""
