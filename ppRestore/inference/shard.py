@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Tuple
 
+from ..files import atomic_write
+
 __all__ = ["ShardPlan", "shard_env", "shard_plan", "gather", "SHARD_DIR"]
 
 SHARD_DIR = ".pprestore-shards"
@@ -66,10 +68,9 @@ def shard_plan(files: List[str]) -> Tuple[List[str], ShardPlan]:
 
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)  # readers never see half a file
+    # atomic: rank 0 polls for this file and must never read half of it
+    blob = json.dumps(data).encode("utf-8")
+    atomic_write(path, lambda f: f.write(blob), fsync=False)
 
 
 def gather(result, save_dir: str, timeout: float | None = None, poll: float = 0.5):
