@@ -393,3 +393,38 @@ def test_prune_tool_recalibrates_batchnorm(tmp_path):
         np.isfinite(outs[2]["body.0.bn._variance"]).all()
         and (outs[2]["body.0.bn._variance"] > 0).all()
     )
+
+
+def test_pprestore_prune_subcommand_parses_runs_and_is_the_tool(tmp_path, capsys):
+    from ppRestore.commands import main as pprestore
+    from ppRestore.commands.prune import main as prune_main
+    from ppRestore.commands.prune import parse_args
+
+    assert _tool("prune").main is prune_main  # tools/prune.py is a shim over the command
+    args = parse_args(["-c", "c.yml", "--model_path", "w", "--ratio", "0.25", "--save_dir", "o"])
+    assert (args.ratio, args.min_channels, args.multiple, args.criterion) == (0.25, 4, 1, "l1")
+    assert args.recalibrate_bn == 0 and args.opts == []
+    assert pprestore(["--help"]) == 0
+    assert "prune" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        pprestore(["prune", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: pprestore prune" in out and "--ratio" in out
+    with pytest.raises(SystemExit) as e:  # --save_dir is required: argparse's exit 2
+        pprestore(["prune", "-c", "c.yml", "--model_path", "w", "--ratio", "0.5"])
+    assert e.value.code == 2
+
+    model = {**TINY_DNCNN, "bn": True}
+    cfg_path = _write(str(tmp_path / "c.yml"), _tiny_cfg(str(tmp_path), model))
+    w = _save_model(model, str(tmp_path / "w.pdparams"))
+    out_dir = str(tmp_path / "pruned")
+    base = ["prune", "-c", cfg_path, "--model_path", w, "--save_dir", out_dir]
+    assert pprestore([*base, "--ratio", "0.5", "--multiple", "2"]) == 0
+    assert "pruned DnCNN" in capsys.readouterr().out
+    with open(os.path.join(out_dir, "config.yml")) as f:
+        assert yaml.safe_load(f)["model"]["features"] == [4, 4, 4]
+    assert pprestore([*base, "--ratio", "1.0"]) == 2
+    assert "--ratio must be in [0, 1)" in capsys.readouterr().err
+    assert pprestore([*base[:4], str(tmp_path / "nope.pdparams"), *base[5:], "--ratio", "0.5"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -213,3 +213,37 @@ def test_shipped_search_spaces_apply_to_the_dncnn_config():
                 assert isinstance(node, list) or key in node, f"{path}: {name}"
                 node, new = node[key], new[key]
             assert new == value
+
+
+def test_pprestore_tune_subcommand_parses_runs_and_is_the_tool(tmp_path, capsys):
+    from ppRestore.commands import main as pprestore
+    from ppRestore.commands.tune import main as tune_main
+    from ppRestore.commands.tune import parse_args
+
+    assert _tool("tune").main is tune_main  # tools/tune.py is a shim over the command
+    args = parse_args(["-c", "c.yml", "--space", "s.yml", "--trials", "3"])
+    assert (args.trials, args.sampler, args.storage, args.save_dir) == (
+        3,
+        "tpe",
+        None,
+        "output/tune",
+    )
+    with pytest.raises(SystemExit) as e:
+        pprestore(["tune", "--help"])
+    assert e.value.code == 0
+    assert "usage: pprestore tune" in capsys.readouterr().out
+
+    cfg = _cfg(str(tmp_path))
+    space = _space(
+        str(tmp_path),
+        "s.yml",
+        {"lr_scheduler.learning_rate": {"type": "float", "low": 1e-3, "high": 1e-3}},
+        pruner={"type": "none"},
+    )
+    save = str(tmp_path / "t")
+    base = ["tune", "-c", cfg, "--space", space, "--sampler", "random", "--save_dir", save]
+    assert pprestore([*base, "--trials", "1"]) == 0
+    assert "best: trial 0" in capsys.readouterr().out
+    assert [r["state"] for r in _rows(save)] == ["COMPLETE"]
+    assert pprestore([*base, "--trials", "0"]) == 2
+    assert "--trials must be >= 1" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The ``pprestore`` command: ``pprestore train|val|infer|export|convert ...``.
+"""The ``pprestore`` command: ``pprestore train|val|infer|export|convert|prune|tune ...``.
 
 Each subcommand is a module here with ``main(argv) -> int``; ``tools/*.py`` are thin
 shims over the same modules (``python tools/train.py -c ...`` from a clone, as in
@@ -21,6 +21,8 @@ COMMANDS = {
     "infer": ("infer", "restore images (a file, a folder or a glob)"),
     "export": ("export", "export for Paddle Inference / ONNX (deploy.yaml + model)"),
     "convert": ("convert", "convert an official (PyTorch, ...) checkpoint"),
+    "prune": ("prune", "channel-prune trained weights into a smaller network"),
+    "tune": ("tune", "hyper-parameter search with Optuna (the [tune] extra)"),
 }
 
 
