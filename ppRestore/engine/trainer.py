@@ -13,16 +13,21 @@ with ``kill -9``). Stopping: SIGINT/SIGTERM finish the current iteration, save a
 checkpoint and return (exit codes 130 and 0 in ``tools/train.py``); a non-finite loss
 stops with :class:`NonFiniteLossError` naming the iteration, leaving the last good
 checkpoint as the newest one.
+
+Around the loop: :mod:`.options` (``TrainOptions``, ``options_from_config``),
+:mod:`.train_state` (checkpoint contents, save and resume), :mod:`.train_report` (the
+start-up, ``[TRAIN]`` and ``[EVAL]`` lines, ``best_model/``). Their names are
+re-exported here: ``from ppRestore.engine.trainer import TrainOptions`` keeps working.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import signal
 import time
-from dataclasses import dataclass
 from typing import Any, Dict
 
 import numpy as np
@@ -30,63 +35,23 @@ import numpy as np
 from ..builder import restored_output
 from . import checkpoint as ckpt
 from . import dist
-from .logger import VDLWriter, attach_log_file, detach_log_file, format_eta, get_logger
+from .logger import VDLWriter, attach_log_file, detach_log_file, get_logger
+from .options import (
+    _TRAIN_KEYS,  # noqa: F401 - ppRestore.config_checks imports it from here
+    TrainOptions,
+    options_from_config,
+)
+from .train_report import TrainReportMixin
+from .train_state import NonFiniteLossError, NonFiniteWeightsError, TrainStateMixin
 
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/Inf; the message names the iteration and the last checkpoint."""
-
-
-class NonFiniteWeightsError(NonFiniteLossError):
-    """The weights became NaN/Inf (e.g. a huge learning rate): nothing is saved."""
-
-
-@dataclass
-class TrainOptions:
-    """Trainer options (the ``train:`` config section plus ``iters``/``batch_size``)."""
-
-    iters: int = 1000
-    batch_size: int = 4
-    save_dir: str = "output"
-    save_interval: int = 1000
-    log_iters: int = 10
-    eval_interval: int | None = None  # default: save_interval
-    do_eval: bool = False
-    keep_checkpoint_max: int = 5
-    accum_steps: int = 1
-    ema_decay: float | None = None
-    precision: str = "fp32"  # fp32 | fp16 | bf16
-    amp_level: str = "O1"
-    seed: int = 0
-    use_vdl: bool = False
-    num_workers: int = 0
-    use_shared_memory: bool = True
-    to_static: bool = False  # train through paddle.jit.to_static (opt-in, see docs)
-    resume_model: str | None = None
-    device: str | None = None
-
-    def __post_init__(self) -> None:
-        """One-line ValueErrors for values that used to crash later (``save_interval 0``:
-        ZeroDivisionError) or misbehave (``num_workers -1``)."""
-        flags = {"iters", "batch_size", "save_interval", "log_iters", "num_workers"}
-        for k, lo in (
-            ("iters", 1),
-            ("batch_size", 1),
-            ("save_interval", 1),
-            ("log_iters", 1),
-            ("eval_interval", 1),
-            ("accum_steps", 1),
-            ("num_workers", 0),
-            ("keep_checkpoint_max", None),
-        ):
-            v = getattr(self, k)
-            if v is None and k == "eval_interval":
-                continue
-            where = f"--{k}" if k in flags else f"train.{k}"
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{where} must be an integer, got {v!r}")
-            if lo is not None and v < lo:
-                raise ValueError(f"{where} must be at least {lo}, got {v}")
+__all__ = [
+    "Trainer",
+    "TrainOptions",
+    "options_from_config",
+    "set_seed",
+    "NonFiniteLossError",
+    "NonFiniteWeightsError",
+]
 
 
 def set_seed(seed: int) -> None:
@@ -121,7 +86,7 @@ class _StopFlag:
         self._old.clear()
 
 
-class Trainer:
+class Trainer(TrainStateMixin, TrainReportMixin):
     """Train a restoration model.
 
     Args:
@@ -309,7 +274,7 @@ class Trainer:
         ctx = (
             paddle.amp.auto_cast(True, level=self._amp["level"], dtype=self._amp["dtype"])
             if self._amp
-            else _null()
+            else contextlib.nullcontext()
         )
         with ctx:
             if self.loss.needs_aux:
@@ -360,179 +325,6 @@ class Trainer:
         sums["batch_cost"] = time.perf_counter() - t0
         sums["reader_cost"] = reader
         return sums
-
-    # ------------------------------------------------------------------ state
-    def train_state(self) -> Dict[str, Any]:
-        return {
-            "iteration": self.iter,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "seed": self.opts.seed,
-            "world_size": self.world,
-            # compared on resume (a changed value is allowed, but said)
-            "batch_size": self.opts.batch_size,
-            "accum_steps": self.opts.accum_steps,
-            "iters": self.opts.iters,
-            "lr_scheduler": {k: v for k, v in self.lr_scheduler.state_dict().items()},
-            "rng": ckpt.get_rng_states(),
-            "best": self.best,
-            "ema_updates": self.ema.updates if self.ema else 0,
-        }
-
-    def _check_finite_weights(self) -> None:
-        """Refuse to save NaN/Inf weights (a learning rate of 1e39 makes them after one
-        step, before any loss is NaN): such a checkpoint is never written, so it can
-        never be called the last good one."""
-        bad = ckpt.non_finite_params(self.model.state_dict())
-        if self.ema is not None and not bad:
-            bad = ckpt.non_finite_params(self.ema.state_dict())
-        if bad:
-            last = ckpt.find_latest_good(self.opts.save_dir)
-            raise NonFiniteWeightsError(
-                f"weights are not finite at iteration {self.iter} ({bad}; learning rate too "
-                f"high?); not saved. Last good checkpoint: {last or 'none'}"
-            )
-
-    def save(self, name: str | None = None) -> str | None:
-        """Write a checkpoint (rank 0 only) and prune old ones."""
-        if not dist.is_main():
-            return None
-        self._check_finite_weights()
-        path = ckpt.save_checkpoint(
-            self.opts.save_dir,
-            self.iter,
-            self._ckpt_model(),
-            self.optimizer if name is None else None,
-            self.train_state(),
-            ema_state=self.ema.state_dict() if self.ema else None,
-            name=name,
-        )
-        if name is None:
-            ckpt.prune(self.opts.save_dir, self.opts.keep_checkpoint_max)
-        return path
-
-    def _ckpt_model(self) -> Any:
-        """The model as checkpoints see it (a distillation loss adds its adapters' names)."""
-        view = getattr(self.loss, "checkpoint_view", None)
-        return view(self.model) if view else self.model
-
-    def resume(self, path: str) -> None:
-        """Load weights, optimizer, scheduler, RNG and data position from ``path``."""
-        from ..weights.safe_load import load_state_dict
-
-        data = ckpt.load_checkpoint(path)
-        st = data["train_state"]
-        if int(st.get("world_size", 1)) != self.world:
-            self.log.warning(
-                f"{path} was written with world_size {st.get('world_size')}, now {self.world}: the data order will differ"
-            )
-        self._warn_resume_changes(st, path)
-        load_state_dict(self.model, data["model"], source=path)
-        if data["optimizer"] is None:
-            raise ckpt.CheckpointError(f"{path} has no model.pdopt: cannot resume training from it")
-        ckpt.load_optimizer_state(
-            self.optimizer, self._ckpt_model(), data["optimizer"], source=path
-        )
-        self.lr_scheduler.set_state_dict(st["lr_scheduler"])
-        if self.ema is not None and data["ema"] is not None:
-            load_state_dict(self.ema.model, data["ema"], source=path)
-            self.ema.updates = int(st.get("ema_updates", 0))
-        self.iter, self.epoch, self.batch_in_epoch = (
-            int(st["iteration"]),
-            int(st["epoch"]),
-            int(st["batch_in_epoch"]),
-        )
-        self.best = st.get("best", self.best)
-        ckpt.set_rng_states(st["rng"])
-        self._iter_data = None
-        self.log.info(
-            f"Resumed from {path} at iteration {self.iter} (epoch {self.epoch}, batch {self.batch_in_epoch})"
-        )
-
-    def _warn_resume_changes(self, st: Dict[str, Any], path: str) -> None:
-        """The one place a resume compares the run's settings with the checkpoint's:
-        a changed ``iters`` moves the end (and the cosine schedule's shape), a changed
-        ``batch_size`` changes samples per step and the data position."""
-        for key in ("iters", "batch_size", "accum_steps"):
-            now = getattr(self.opts, key)
-            was = st.get(key)
-            if was is not None and int(was) != int(now):
-                self.log.warning(
-                    f"resuming {path}: {key} was {was}, now {now}"
-                    + (
-                        "; the learning-rate schedule was built for the new value"
-                        if key == "iters"
-                        else "; each step now sees a different number of samples"
-                        if key == "batch_size"
-                        else "; the run will not match an uninterrupted one"
-                    )
-                )
-
-    def _startup_line(self) -> str:
-        """One line saying what this run will do (printed and written to train.log)."""
-        import paddle
-
-        o = self.opts
-        n_params = sum(int(np.prod(p.shape)) for p in self.model.parameters())
-        n_val = len(self.evaluator.dataset) if self.evaluator is not None else 0
-        return (
-            f"start: {len(self.train_dataset)} training samples, {n_val} validation images, "
-            f"{type(self.model).__name__} with {n_params:,} parameters, iterations "
-            f"{self.iter}->{o.iters} at batch {o.batch_size}, device {paddle.device.get_device()}"
-            f"{f' x{self.world}' if self.world > 1 else ''}, save_dir {o.save_dir}"
-        )
-
-    # ------------------------------------------------------------------ evaluation / logging
-    def evaluate(self) -> Dict[str, float]:
-        """Evaluate the model (and its EMA), log, and keep ``best_model/``."""
-        res = self.evaluator.evaluate(self.model)
-        out = {"Evaluate/PSNR": res.psnr, "Evaluate/SSIM": res.ssim}
-        msg = f"[EVAL] iter: {self.iter}, PSNR: {res.psnr:.4f}, SSIM: {res.ssim:.4f}"
-        if res.input_psnr is not None:
-            out["Evaluate/input_PSNR"] = res.input_psnr
-            out["Evaluate/input_SSIM"] = res.input_ssim
-            msg += f" (degraded input PSNR: {res.input_psnr:.4f}, SSIM: {res.input_ssim:.4f})"
-        if self.ema is not None:
-            er = self.evaluator.evaluate(self.ema.model)
-            out.update({"Evaluate/EMA_PSNR": er.psnr, "Evaluate/EMA_SSIM": er.ssim})
-            msg += f", EMA PSNR: {er.psnr:.4f}, EMA SSIM: {er.ssim:.4f}"
-        if res.psnr > self.best["psnr"]:
-            self.best = {"psnr": res.psnr, "ssim": res.ssim, "iter": self.iter}
-            self.save(name="best_model")
-        msg += f" | best PSNR {self.best['psnr']:.4f} at iter {self.best['iter']}"
-        self.log.info(msg)
-        self.vdl.scalars(out, self.iter)
-        for name, lq, pred, gt in res.samples:
-            self.vdl.triplet(f"Evaluate/{name}", lq, pred, gt, self.iter)
-        return out
-
-    def _log_train(self, vals: Dict[str, float], t_start: float, start_iter: int) -> None:
-        done = self.iter - start_iter
-        elapsed = time.perf_counter() - t_start
-        eta = elapsed / max(done, 1) * (self.opts.iters - self.iter)
-        ips = (
-            self.opts.batch_size
-            * self.opts.accum_steps
-            * self.world
-            / max(vals["batch_cost"], 1e-9)
-        )
-        lr = self.optimizer.get_lr()
-        terms = " ".join(f"{k[5:]}={v:.4f}" for k, v in vals.items() if k.startswith("loss_"))
-        self.log.info(
-            f"[TRAIN] epoch: {self.epoch + 1}, iter: {self.iter}/{self.opts.iters}, loss: {vals['loss']:.4f} ({terms}), "
-            f"lr: {lr:.6f}, batch_cost: {vals['batch_cost']:.4f}, reader_cost: {vals['reader_cost']:.5f}, "
-            f"ips: {ips:.4f} samples/sec | ETA {format_eta(eta)}"
-        )
-        sc = {f"Train/{k}": v for k, v in vals.items() if k.startswith("loss")}
-        sc.update(
-            {
-                "Train/lr": lr,
-                "Train/ips": ips,
-                "Train/batch_cost": vals["batch_cost"],
-                "Train/reader_cost": vals["reader_cost"],
-            }
-        )
-        self.vdl.scalars(sc, self.iter)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> Dict[str, Any]:
@@ -601,40 +393,3 @@ class Trainer:
             "best": self.best,
             "checkpoint": ckpt.find_latest(o.save_dir),
         }
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> bool:
-        return False
-
-
-_TRAIN_KEYS = {
-    "save_interval", "log_iters", "eval_interval", "keep_checkpoint_max", "accum_steps",
-    "ema", "ema_decay", "precision", "amp_level", "seed", "num_workers", "use_shared_memory",
-    "use_vdl", "do_eval", "to_static",
-}  # fmt: skip
-
-
-def options_from_config(cfg: Dict[str, Any], **overrides: Any) -> TrainOptions:
-    """``iters``, ``batch_size`` and the ``train:`` section, then non-None ``overrides``."""
-    tr = dict(cfg.get("train") or {})
-    unknown = set(tr) - _TRAIN_KEYS
-    if unknown:
-        raise ValueError(
-            f"train: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TRAIN_KEYS))}"
-        )
-    ema = tr.pop("ema", None)
-    if isinstance(ema, dict):
-        tr["ema_decay"] = ema.get("decay", 0.999)
-    elif ema:
-        tr["ema_decay"] = 0.999
-    kw: Dict[str, Any] = {
-        "iters": cfg.get("iters", 1000),
-        "batch_size": cfg.get("batch_size", 4),
-        **tr,
-    }
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainOptions(**kw)
