@@ -65,7 +65,6 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: the config has no val_dataset section")
     import paddle
 
-    from ppRestore.builder import build_model_with_weights
     from ppRestore.data.datasets import build_dataset, val_seed
     from ppRestore.engine.evaluator import Evaluator
 
@@ -76,18 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         val["crop_border"] = args.crop_border
     if args.test_y_channel:
         val["test_y_channel"] = True
-    if args.exported:
-        from ppRestore.inference.predictor import Predictor
-
-        model = Predictor.from_exported(
-            args.exported,
-            backend=args.backend,
-            device=args.device or "cpu",
-            cpu_threads=args.cpu_threads,
-            precision=args.precision,
-        )
-    else:
-        model = build_model_with_weights(cfg["model"], args.model_path, purpose="score")
+    model = _model_to_score(args, cfg)
     ds = build_dataset(cfg["val_dataset"], mode="val", seed=val_seed(cfg))
     # A bad image in the val set (named in the message) stops the run: metrics over a
     # partial set would mislead. Errors become one line through ppRestore.errors.
@@ -101,6 +89,30 @@ def _run(args: argparse.Namespace) -> int:
 
         grids = save_grids(res.samples, res.rows, os.path.join(args.save_dir, "grids"))
         print(f"grids: {grids[-1]} ({len(grids) - 1} images)")
+    _report(args, model, res, val)
+    return 0
+
+
+def _model_to_score(args: argparse.Namespace, cfg: dict):
+    """The exported model on its deployment engine (``--exported``), or the config's
+    model with ``--model_path``'s weights."""
+    if args.exported:
+        from ppRestore.inference.predictor import Predictor
+
+        return Predictor.from_exported(
+            args.exported,
+            backend=args.backend,
+            device=args.device or "cpu",
+            cpu_threads=args.cpu_threads,
+            precision=args.precision,
+        )
+    from ppRestore.builder import build_model_with_weights
+
+    return build_model_with_weights(cfg["model"], args.model_path, purpose="score")
+
+
+def _report(args: argparse.Namespace, model, res, val: dict) -> None:
+    """Write ``summary.json`` (scores, what was scored, the val options) and print them."""
     source = (
         {
             "exported": args.exported,
@@ -122,4 +134,3 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     print(f"per-image CSV: {os.path.join(args.save_dir, 'per_image.csv')}")
-    return 0

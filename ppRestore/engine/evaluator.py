@@ -121,44 +121,57 @@ class Evaluator:
             for i in indices:
                 lq, gt, idx = self.dataset[i]
                 out_np = predictor.forward(lq[None])[0]
-                o8, g8 = to_uint8(out_np), to_uint8(gt)
-                kw = dict(crop_border=self.crop_border, test_y_channel=self.test_y_channel)
                 name = (
                     self.dataset.name_of(int(idx)) if hasattr(self.dataset, "name_of") else str(i)
                 )
-                try:
-                    row = {
-                        "name": name,
-                        "psnr": calculate_psnr(o8, g8, **kw),
-                        "ssim": calculate_ssim(o8, g8, **kw),
-                    }
-                    if lq.shape == gt.shape:  # the degraded input as a baseline
-                        l8 = to_uint8(lq)
-                        row["input_psnr"] = calculate_psnr(l8, g8, **kw)
-                        row["input_ssim"] = calculate_ssim(l8, g8, **kw)
-                except ValueError as e:  # e.g. an image too small for SSIM: say which one
-                    raise ValueError(f"{name}: {e}") from None
+                row = self._score(name, lq, out_np, gt)
                 rows.append(row)
                 if len(samples) < self.num_samples:
                     samples.append((row["name"], lq, np.clip(out_np, 0, 1), gt))
         finally:
             if was_training:
                 model.train()
-        res = EvalResult(
-            psnr=float(np.mean([r["psnr"] for r in rows])),
-            ssim=float(np.mean([r["ssim"] for r in rows])),
-            input_psnr=float(np.mean([r["input_psnr"] for r in rows]))
-            if rows and "input_psnr" in rows[0]
-            else None,
-            input_ssim=float(np.mean([r["input_ssim"] for r in rows]))
-            if rows and "input_ssim" in rows[0]
-            else None,
-            rows=rows,
-            samples=samples,
-        )
+        res = _summarise(rows, samples)
         if save_dir:
             write_csv(res, save_dir)
         return res
+
+    def _score(self, name: str, lq: np.ndarray, out: np.ndarray, gt: np.ndarray) -> dict:
+        """One ``per_image.csv`` row: PSNR/SSIM of the output (and of the degraded input
+        as a baseline where it has the ground truth's size, i.e. not for SR)."""
+        o8, g8 = to_uint8(out), to_uint8(gt)
+        kw = dict(crop_border=self.crop_border, test_y_channel=self.test_y_channel)
+        try:
+            row = {
+                "name": name,
+                "psnr": calculate_psnr(o8, g8, **kw),
+                "ssim": calculate_ssim(o8, g8, **kw),
+            }
+            if lq.shape == gt.shape:
+                l8 = to_uint8(lq)
+                row["input_psnr"] = calculate_psnr(l8, g8, **kw)
+                row["input_ssim"] = calculate_ssim(l8, g8, **kw)
+        except ValueError as e:  # e.g. an image too small for SSIM: say which one
+            raise ValueError(f"{name}: {e}") from None
+        return row
+
+
+def _summarise(rows: list, samples: list) -> EvalResult:
+    """Means over the per-image rows (the input baseline only where the rows have it)."""
+
+    def mean(key: str) -> float | None:
+        if rows and key in rows[0]:
+            return float(np.mean([r[key] for r in rows]))
+        return None
+
+    return EvalResult(
+        psnr=float(np.mean([r["psnr"] for r in rows])),
+        ssim=float(np.mean([r["ssim"] for r in rows])),
+        input_psnr=mean("input_psnr"),
+        input_ssim=mean("input_ssim"),
+        rows=rows,
+        samples=samples,
+    )
 
 
 def write_csv(res: EvalResult, save_dir: str) -> str:
