@@ -8,8 +8,8 @@ the same channels, so they form one *group* ranked by the sum of their filters' 
 (as PaddleSlim's ``L1NormFilterPruner`` does for coupled layers); concatenated inputs
 (U-Net skips) are sliced at their offset in the concatenation.
 
-Each supported model declares its groups below (:data:`SPECS`) in terms of state-dict
-keys, so the result is an ordinary state dict of the smaller architecture plus the model
+Each supported model declares its groups in :mod:`.prune_specs` (:data:`SPECS`, re-exported
+here) in terms of state-dict keys, so the result is an ordinary state dict of the smaller architecture plus the model
 config with the new per-layer widths (``DnCNN.features`` as a list, ``UNet.widths``,
 ``PmrNet.channels``), which builds with the normal classes and loads strictly.
 
@@ -24,34 +24,13 @@ writing a config that rebuilds the smaller network, which export and deployment 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
+from .prune_specs import SPECS, Group
+
 __all__ = ["Group", "prune_state", "prune_model", "SPECS", "count_params"]
-
-
-@dataclass
-class Group:
-    """Channels that must be kept or removed together.
-
-    Attributes:
-        name: a label (for reports).
-        size: channel count before pruning.
-        prod: ``(key, axis)`` of the filters that produce these channels: ranked by L1
-            and sliced.
-        slices: ``(key, axis, offset)`` also sliced at ``offset + kept`` (biases, BN
-            statistics, depthwise filters, the inputs of the layers that read them).
-        bn_gamma: the BatchNorm scales right after the producers, if any (the
-            ``bn_gamma`` criterion ranks by them).
-    """
-
-    name: str
-    size: int
-    prod: List[Tuple[str, int]] = field(default_factory=list)
-    slices: List[Tuple[str, int, int]] = field(default_factory=list)
-    bn_gamma: List[str] = field(default_factory=list)
 
 
 def count_params(state: Dict[str, np.ndarray], skip_buffers: bool = True) -> int:
@@ -63,193 +42,6 @@ def count_params(state: Dict[str, np.ndarray], skip_buffers: bool = True) -> int
             if not (skip_buffers and (k.endswith("._mean") or k.endswith("._variance")))
         )
     )
-
-
-# ------------------------------------------------------------------ helpers for specs
-def _conv_out(g: Group, state: Dict, name: str, transposed: bool = False) -> None:
-    """``name`` (a Conv2D/Conv2DTranspose) produces ``g``'s channels."""
-    g.prod.append((f"{name}.weight", 1 if transposed else 0))
-    if f"{name}.bias" in state:
-        g.slices.append((f"{name}.bias", 0, 0))
-
-
-def _conv_in(g: Group, name: str, offset: int = 0, transposed: bool = False) -> None:
-    """``name`` reads ``g``'s channels (at ``offset`` of a concatenated input)."""
-    g.slices.append((f"{name}.weight", 0 if transposed else 1, offset))
-
-
-def _bn(g: Group, state: Dict, name: str) -> None:
-    if f"{name}.weight" in state:
-        g.bn_gamma.append(f"{name}.weight")
-    for p in ("weight", "bias", "_mean", "_variance"):
-        if f"{name}.{p}" in state:
-            g.slices.append((f"{name}.{p}", 0, 0))
-
-
-def _sep_in(g: Group, name: str) -> None:
-    """A separable conv ``name`` (depthwise + pointwise) reads ``g``'s channels."""
-    g.slices.append((f"{name}.depthwise.weight", 0, 0))
-    _conv_in(g, f"{name}.pointwise")
-
-
-def _sep_out(g: Group, state: Dict, name: str) -> None:
-    _conv_out(g, state, f"{name}.pointwise")
-
-
-def _size(state: Dict, key: str, axis: int) -> int:
-    return int(np.asarray(state[key]).shape[axis])
-
-
-# ------------------------------------------------------------------ DnCNN
-def _dncnn_groups(cfg: Dict[str, Any], state: Dict) -> List[Group]:
-    n = int(cfg.get("num_layers", 17))
-    groups = []
-    for i in range(n - 1):
-        prod = "head" if i == 0 else f"body.{i - 1}.conv"
-        g = Group(f"{prod} (layer {i + 1})", _size(state, f"{prod}.weight", 0))
-        _conv_out(g, state, prod)
-        if i > 0:
-            _bn(g, state, f"body.{i - 1}.bn")
-        _conv_in(g, "tail" if i == n - 2 else f"body.{i}.conv")
-        groups.append(g)
-    return groups
-
-
-def _dncnn_cfg(cfg: Dict[str, Any], groups: List[Group], kept: List[int]) -> Dict[str, Any]:
-    return {**cfg, "features": [int(k) for k in kept]}
-
-
-# ------------------------------------------------------------------ U-Net
-def _unet_groups(cfg: Dict[str, Any], state: Dict) -> List[Group]:
-    depth = int(cfg.get("depth", 4))
-    groups: List[Group] = []
-    up_w = [_size(state, f"ups.{j}.up.weight", 1) for j in range(depth)]
-
-    def new(name: str, transposed: bool = False) -> Group:
-        key = f"{name}.weight"
-        g = Group(name, _size(state, key, 1 if transposed else 0))
-        _conv_out(g, state, name, transposed)
-        groups.append(g)
-        return g
-
-    def skip_reader(level: int) -> Tuple[str, int]:
-        j = depth - 1 - level  # ups run deepest first
-        return f"ups.{j}.conv.0", up_w[j]  # concat([up(x), skip]): the skip follows
-
-    _conv_in(new("head.0"), "head.2")
-    g = new("head.2")  # level-0 features: the first down conv and the last skip
-    _conv_in(g, "downs.0.0")
-    _conv_in(g, *skip_reader(0))
-    for i in range(depth):
-        _conv_in(new(f"downs.{i}.0"), f"enc.{i}.0")
-        _conv_in(new(f"enc.{i}.0"), f"enc.{i}.2")
-        g = new(f"enc.{i}.2")
-        if i < depth - 1:
-            _conv_in(g, f"downs.{i + 1}.0")
-            _conv_in(g, *skip_reader(i + 1))
-        else:
-            _conv_in(g, "ups.0.up", transposed=True)
-    for j in range(depth):
-        _conv_in(new(f"ups.{j}.up", transposed=True), f"ups.{j}.conv.0")
-        _conv_in(new(f"ups.{j}.conv.0"), f"ups.{j}.conv.2")
-        g = new(f"ups.{j}.conv.2")
-        if j < depth - 1:
-            _conv_in(g, f"ups.{j + 1}.up", transposed=True)
-        else:
-            _conv_in(g, "tail")
-    return groups
-
-
-def _unet_cfg(cfg: Dict[str, Any], groups: List[Group], kept: List[int]) -> Dict[str, Any]:
-    # _unet_groups lists the convs in UNet.widths order
-    return {**cfg, "widths": [int(k) for k in kept]}
-
-
-# ------------------------------------------------------------------ PmrNet
-_PMR_BLOCKS = (2, 2, 4, 4)
-
-
-def _pmrnet_groups(cfg: Dict[str, Any], state: Dict) -> List[Group]:
-    groups: List[Group] = []
-
-    def new(name: str, size_key: str, axis: int = 0) -> Group:
-        g = Group(name, _size(state, size_key, axis))
-        groups.append(g)
-        return g
-
-    def residual_block(g: Group, name: str) -> None:
-        """A DecoderBlock ``name`` reads ``g`` and adds its conv1 output back onto it."""
-        _sep_in(g, f"{name}.conv0")
-        _sep_out(g, state, f"{name}.conv1")
-
-    skip_of = {1: "dec3", 2: "dec2", 3: "dec1"}
-    g = new("stem", "conv0.conv.weight")
-    _conv_out(g, state, "conv0.conv")
-    _sep_in(g, "enc1.0.conv1")
-    _sep_in(g, "enc1.0.proj")
-    _sep_in(g, "dec4.proj_conv")
-    for s in range(1, 5):
-        n = _PMR_BLOCKS[s - 1]
-        g = new(f"enc{s}", f"enc{s}.0.conv2.pointwise.weight")
-        _sep_out(g, state, f"enc{s}.0.conv2")
-        _sep_out(g, state, f"enc{s}.0.proj")
-        for j in range(1, n):  # stride-1 blocks: identity shortcut, same channels
-            _sep_out(g, state, f"enc{s}.{j}.conv2")
-            _sep_in(g, f"enc{s}.{j}.conv1")
-        if s < 4:
-            _sep_in(g, f"enc{s + 1}.0.conv1")
-            _sep_in(g, f"enc{s + 1}.0.proj")
-            _sep_in(g, f"{skip_of[s]}.proj_conv")
-        else:
-            _sep_in(g, "encdec")
-    for s in range(1, 5):
-        for j in range(_PMR_BLOCKS[s - 1]):
-            m = new(f"enc{s}.{j}.mid", f"enc{s}.{j}.conv1.pointwise.weight")
-            _sep_out(m, state, f"enc{s}.{j}.conv1")
-            _sep_in(m, f"enc{s}.{j}.conv2")
-    g = new("bridge", "encdec.pointwise.weight")
-    _sep_out(g, state, "encdec")
-    residual_block(g, "dec1.decode_conv")
-    _conv_in(g, "dec1.upsample", transposed=True)
-    for k in range(1, 5):
-        g = new(f"dec{k}", f"dec{k}.upsample.weight", 1)
-        _conv_out(g, state, f"dec{k}.upsample", transposed=True)
-        _sep_out(g, state, f"dec{k}.proj_conv")
-        if k < 4:
-            residual_block(g, f"dec{k + 1}.decode_conv")
-            _conv_in(g, f"dec{k + 1}.upsample", transposed=True)
-        else:
-            residual_block(g, "out0")
-            _conv_in(g, "out1.conv")
-    for name in [f"dec{k}.decode_conv" for k in range(1, 5)] + ["out0"]:
-        m = new(f"{name}.mid", f"{name}.conv0.pointwise.weight")
-        _sep_out(m, state, f"{name}.conv0")
-        _sep_in(m, f"{name}.conv1")
-    return groups
-
-
-def _pmrnet_cfg(cfg: Dict[str, Any], groups: List[Group], kept: List[int]) -> Dict[str, Any]:
-    w = {g.name: int(k) for g, k in zip(groups, kept)}
-    channels = {
-        "stem": w["stem"],
-        "enc": [w[f"enc{s}"] for s in range(1, 5)],
-        "enc_mid": [
-            [w[f"enc{s}.{j}.mid"] for j in range(n)] for s, n in zip(range(1, 5), _PMR_BLOCKS)
-        ],
-        "bridge": w["bridge"],
-        "dec": [w[f"dec{k}"] for k in range(1, 5)],
-        "dec_mid": [w[f"dec{k}.decode_conv.mid"] for k in range(1, 5)] + [w["out0.mid"]],
-    }
-    out = {k: v for k, v in cfg.items() if k != "width"}
-    return {**out, "channels": channels}
-
-
-#: model type -> (groups from (model cfg, state), new model cfg from kept widths)
-SPECS: Dict[str, Tuple[Callable, Callable]] = {
-    "DnCNN": (_dncnn_groups, _dncnn_cfg),
-    "UNet": (_unet_groups, _unet_cfg),
-    "PmrNet": (_pmrnet_groups, _pmrnet_cfg),
-}
 
 
 # ------------------------------------------------------------------ the pruner
@@ -289,48 +81,62 @@ def prune_state(
         raise ValueError(f"prune ratio must be in [0, 1), got {ratio}")
     if criterion not in ("l1", "bn_gamma"):
         raise ValueError(f"prune criterion must be l1 or bn_gamma, got {criterion!r}")
-    new = {k: np.asarray(v) for k, v in state.items()}
-    kept_counts, kept_idx = [], []
     # Rank every group on the ORIGINAL weights first: slicing one group's inputs must
     # not change another group's filter norms.
-    for g in groups:
-        score = np.zeros(g.size)
-        for key, axis in g.prod:
-            norms = _l1(state[key], axis)
-            if norms.shape[0] != g.size:
-                raise ValueError(
-                    f"prune group {g.name}: {key} has {norms.shape[0]} channels, expected {g.size}"
-                )
-            score += norms
-        if criterion == "bn_gamma" and g.bn_gamma:
-            score = sum(np.abs(np.asarray(state[k], dtype=np.float64)) for k in g.bn_gamma)
-        k = _keep_count(g.size, ratio, min_channels, multiple)
-        # stable sort: equal norms keep the earlier channel (deterministic)
-        idx = np.sort(np.argsort(-score, kind="stable")[:k])
-        kept_counts.append(k)
-        kept_idx.append(idx)
+    kept_idx = [_kept_channels(state, g, ratio, min_channels, multiple, criterion) for g in groups]
+    new = {k: np.asarray(v) for k, v in state.items()}
     for g, idx in zip(groups, kept_idx):
-        for key, axis in g.prod:
-            new[key] = np.take(new[key], idx, axis=axis)
-        for key, axis, offset in g.slices:
-            if key not in new:
-                raise KeyError(f"prune group {g.name}: no parameter {key} in the state dict")
-            arr = new[key]
-            sel = np.arange(arr.shape[axis])
-            # keep everything outside [offset, offset + size), the kept channels inside
-            inside = (sel >= offset) & (sel < offset + g.size)
-            keep = np.concatenate([sel[:offset], offset + idx, sel[offset + g.size :]])
-            if inside.sum() != g.size:
-                raise ValueError(
-                    f"prune group {g.name}: {key} axis {axis} has {arr.shape[axis]} channels, "
-                    f"cannot hold {g.size} at offset {offset}"
-                )
-            new[key] = np.take(arr, keep, axis=axis)
+        _slice_group(new, g, idx)
     return (
         {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in new.items()},
-        kept_counts,
+        [len(idx) for idx in kept_idx],
         kept_idx,
     )
+
+
+def _kept_channels(
+    state: Dict[str, np.ndarray],
+    g: Group,
+    ratio: float,
+    min_channels: int,
+    multiple: int,
+    criterion: str,
+) -> np.ndarray:
+    """The sorted indices of ``g``'s channels that survive (highest score first)."""
+    score = np.zeros(g.size)
+    for key, axis in g.prod:
+        norms = _l1(state[key], axis)
+        if norms.shape[0] != g.size:
+            raise ValueError(
+                f"prune group {g.name}: {key} has {norms.shape[0]} channels, expected {g.size}"
+            )
+        score += norms
+    if criterion == "bn_gamma" and g.bn_gamma:
+        score = sum(np.abs(np.asarray(state[k], dtype=np.float64)) for k in g.bn_gamma)
+    k = _keep_count(g.size, ratio, min_channels, multiple)
+    # stable sort: equal norms keep the earlier channel (deterministic)
+    return np.sort(np.argsort(-score, kind="stable")[:k])
+
+
+def _slice_group(new: Dict[str, np.ndarray], g: Group, idx: np.ndarray) -> None:
+    """Keep only ``idx`` of ``g``'s channels in every parameter that makes or reads them
+    (``new`` is updated in place)."""
+    for key, axis in g.prod:
+        new[key] = np.take(new[key], idx, axis=axis)
+    for key, axis, offset in g.slices:
+        if key not in new:
+            raise KeyError(f"prune group {g.name}: no parameter {key} in the state dict")
+        arr = new[key]
+        sel = np.arange(arr.shape[axis])
+        # keep everything outside [offset, offset + size), the kept channels inside
+        inside = (sel >= offset) & (sel < offset + g.size)
+        keep = np.concatenate([sel[:offset], offset + idx, sel[offset + g.size :]])
+        if inside.sum() != g.size:
+            raise ValueError(
+                f"prune group {g.name}: {key} axis {axis} has {arr.shape[axis]} channels, "
+                f"cannot hold {g.size} at offset {offset}"
+            )
+        new[key] = np.take(arr, keep, axis=axis)
 
 
 def prune_model(
@@ -431,7 +237,7 @@ def prune_checkpoint(
 
     Writes ``save_dir/model.pdparams``, ``save_dir/config.yml`` (``cfg`` with the new
     widths and ``model.pretrained`` pointing at the pruned weights, so
-    ``tools/train.py -c save_dir/config.yml`` fine-tunes it) and ``prune_report.json``.
+    ``pprestore train -c save_dir/config.yml`` fine-tunes it) and ``prune_report.json``.
     ``recalibrate_batches > 0`` re-estimates BatchNorm statistics on the config's
     training data first (:func:`recalibrate_bn`).
     The pruned network is built from the written config and loaded strictly before
@@ -443,11 +249,8 @@ def prune_checkpoint(
     import json
     import os
 
-    import paddle
-
     from ..builder import build_model
-    from ..config import save_config
-    from ..weights.safe_load import load_model_weights, load_state_dict, save_weights
+    from ..weights.safe_load import load_model_weights
 
     model = build_model(cfg["model"])
     load_model_weights(model, model_path)
@@ -455,14 +258,7 @@ def prune_checkpoint(
     new_model_cfg, new_state, groups = prune_model(
         cfg["model"], state, ratio, min_channels, multiple, criterion
     )
-    small = build_model(new_model_cfg)
-    load_state_dict(small, new_state, source="pruned weights")  # strict: every key, every shape
-    # one forward pass on a small input: the channel bookkeeping is consistent end to end
-    c = int(getattr(small, "in_channels", 3) or 3)
-    side = max(32, int(getattr(small, "pad_multiple", 1) or 1))
-    small.eval()
-    with paddle.no_grad():
-        small(paddle.zeros([1, c, side, side]))
+    small = _build_checked(new_model_cfg, new_state)
     recal = 0
     if recalibrate_batches > 0:
         if "train_dataset" not in cfg:
@@ -470,12 +266,7 @@ def prune_checkpoint(
         bs = int(cfg.get("batch_size", 16))  # the config's training batch size
         recal = recalibrate_bn(small, cfg["train_dataset"], recalibrate_batches, batch_size=bs)
         new_state = {k: v.numpy() for k, v in small.state_dict().items()}
-    os.makedirs(save_dir, exist_ok=True)
-    weights = os.path.abspath(os.path.join(save_dir, "model.pdparams"))
-    save_weights(new_state, weights)
-    new_cfg = copy.deepcopy(cfg)
-    new_cfg["model"] = {**new_model_cfg, "pretrained": weights}
-    save_config(new_cfg, os.path.join(save_dir, "config.yml"))
+    weights, config = _write_pruned(cfg, new_model_cfg, new_state, save_dir)
     report = {
         "model": cfg["model"].get("type"),
         "source_weights": str(model_path),
@@ -485,9 +276,51 @@ def prune_checkpoint(
         "params_before": count_params(state),
         "params_after": count_params(new_state),
         "weights": weights,
-        "config": os.path.abspath(os.path.join(save_dir, "config.yml")),
+        "config": config,
         "groups": groups,
     }
     with open(os.path.join(save_dir, "prune_report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     return report
+
+
+def _build_checked(model_cfg: Dict[str, Any], state: Dict[str, np.ndarray]) -> Any:
+    """The pruned network built from its new config with ``state`` loaded strictly (every
+    key, every shape), after one forward pass on a small input: the channel
+    bookkeeping is consistent end to end before anything is written."""
+    import paddle
+
+    from ..builder import build_model
+    from ..weights.safe_load import load_state_dict
+
+    small = build_model(model_cfg)
+    load_state_dict(small, state, source="pruned weights")
+    c = int(getattr(small, "in_channels", 3) or 3)
+    side = max(32, int(getattr(small, "pad_multiple", 1) or 1))
+    small.eval()
+    with paddle.no_grad():
+        small(paddle.zeros([1, c, side, side]))
+    return small
+
+
+def _write_pruned(
+    cfg: Dict[str, Any],
+    model_cfg: Dict[str, Any],
+    state: Dict[str, np.ndarray],
+    save_dir: str,
+) -> Tuple[str, str]:
+    """Write ``model.pdparams`` and ``config.yml`` (``cfg`` with the pruned model section,
+    ``pretrained`` pointing at those weights); returns both absolute paths."""
+    import os
+
+    from ..config import save_config
+    from ..weights.safe_load import save_weights
+
+    os.makedirs(save_dir, exist_ok=True)
+    weights = os.path.abspath(os.path.join(save_dir, "model.pdparams"))
+    save_weights(state, weights)
+    new_cfg = copy.deepcopy(cfg)
+    new_cfg["model"] = {**model_cfg, "pretrained": weights}
+    config = os.path.abspath(os.path.join(save_dir, "config.yml"))
+    save_config(new_cfg, config)
+    return weights, config
