@@ -52,7 +52,7 @@ def _import_optuna():
         import optuna
     except ImportError:
         raise TuneError(
-            "tools/tune.py needs Optuna: pip install 'ppRestore[tune]' (optuna, matplotlib)"
+            "pprestore tune (tools/tune.py) needs Optuna: pip install 'ppRestore[tune]' (optuna, matplotlib)"
         ) from None
     return optuna
 
@@ -274,11 +274,37 @@ def run_study(
         ``{"best_value", "best_params", "csv", "best_config", "plots", "n_trials"}``.
     """
     optuna = _import_optuna()
-    from .config import save_config
     from .engine import dist
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.makedirs(save_dir, exist_ok=True)
+    study = _open_study(optuna, space, sampler, storage, study_name, seed, log)
+    TrialState = optuna.trial.TrialState
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    todo = trials - len(study.get_trials(deepcopy=False, states=finished))
+    if todo > 0:
+        if dist.world_size() > 1:
+            raise TuneError(
+                "pprestore tune (tools/tune.py) runs in one process; do not launch it distributed"
+            )
+        objective = _objective(cfg, space, save_dir)
+        study.optimize(objective, n_trials=todo, callbacks=[_trial_logger(log)], catch=())
+    else:
+        log(f"the study already holds {trials} finished trials; nothing to run")
+    return _results(study, cfg, list(space["params"]), save_dir)
+
+
+def _open_study(
+    optuna: Any,
+    space: Dict[str, Any],
+    sampler: str,
+    storage: str | None,
+    study_name: str,
+    seed: int,
+    log,
+) -> Any:
+    """Create or load the study; trials left RUNNING by a killed process are failed and
+    their parameters queued again."""
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
@@ -294,9 +320,12 @@ def run_study(
         if t.params:
             study.enqueue_trial(t.params)
         log(f"trial {t.number} was interrupted: marked failed, its parameters queued again")
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    todo = trials - len(study.get_trials(deepcopy=False, states=finished))
-    names = list(space["params"])
+    return study
+
+
+def _objective(cfg: Dict[str, Any], space: Dict[str, Any], save_dir: str):
+    """The Optuna objective: train the trial's config in ``save_dir/trial_N``, return
+    its last validation PSNR (evaluations on the way may prune it)."""
     Trainer = _trial_trainer_cls()
 
     def objective(trial: Any) -> float:
@@ -309,23 +338,30 @@ def run_study(
         tr.train()
         return float(tr.last_psnr)
 
+    return objective
+
+
+def _trial_logger(log):
+    """A study callback logging one ``[TUNE]`` line per finished or pruned trial."""
+
     def report(study: Any, t: Any) -> None:
         ps = ", ".join(f"{k}={v}" for k, v in t.params.items())
         val = f"PSNR {t.value:.4f}" if t.value is not None else t.state.name.lower()
-        if t.state == TrialState.PRUNED and t.intermediate_values:
+        if t.state.name == "PRUNED" and t.intermediate_values:
             step = max(t.intermediate_values)
             val = f"pruned at step {step} (PSNR {t.intermediate_values[step]:.4f})"
         log(f"[TUNE] trial {t.number}: {val} | {ps}")
 
-    if todo > 0:
-        if dist.world_size() > 1:
-            raise TuneError("tools/tune.py runs in one process; do not launch it distributed")
-        study.optimize(objective, n_trials=todo, callbacks=[report], catch=())
-    else:
-        log(f"the study already holds {trials} finished trials; nothing to run")
+    return report
+
+
+def _results(study: Any, cfg: Dict[str, Any], names: List[str], save_dir: str) -> Dict[str, Any]:
+    """Write trials.csv and, once a trial has finished, best_config.yml and the plots."""
+    from .config import save_config
+
     csv_path = _write_csv(study, os.path.join(save_dir, "trials.csv"), names)
     result: Dict[str, Any] = {"csv": csv_path, "n_trials": len(study.trials), "plots": {}}
-    if any(t.state == TrialState.COMPLETE for t in study.trials):
+    if any(t.state.name == "COMPLETE" for t in study.trials):
         best = study.best_trial
         best_cfg = apply_params(cfg, best.params)
         path = os.path.join(save_dir, "best_config.yml")
