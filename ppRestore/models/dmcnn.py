@@ -219,6 +219,22 @@ class DecoderStage(nn.Layer):
         return self.blocks(self.fuse(paddle.concat([up, filtered], axis=1)))
 
 
+def _scale_widths(
+    in_channels: int, base_channels: int, num_scales: int, kernel_groups: int, feat_groups: int
+) -> list:
+    """Feature width at each scale (doubling), after checking that the groups divide."""
+    if num_scales < 1:
+        raise ValueError(f"num_scales must be >= 1, got {num_scales}")
+    if in_channels % kernel_groups:
+        raise ValueError(
+            f"in_channels ({in_channels}) must be divisible by kernel_groups ({kernel_groups})"
+        )
+    widths = [base_channels * 2**s for s in range(num_scales)]
+    if any(w % feat_groups for w in widths):
+        raise ValueError(f"feat_groups ({feat_groups}) must divide every width {widths}")
+    return widths
+
+
 @MODELS.register
 class DMCNN(nn.Layer):
     """Dynamic multi-scale CNN for deblurring (see the module docstring).
@@ -254,55 +270,64 @@ class DMCNN(nn.Layer):
         reduction: int = 8,
     ) -> None:
         super().__init__()
-        if num_scales < 1:
-            raise ValueError(f"num_scales must be >= 1, got {num_scales}")
-        if in_channels % kernel_groups:
-            raise ValueError(
-                f"in_channels ({in_channels}) must be divisible by kernel_groups ({kernel_groups})"
-            )
-        widths = [base_channels * 2**s for s in range(num_scales)]
-        if any(w % feat_groups for w in widths):
-            raise ValueError(f"feat_groups ({feat_groups}) must divide every width {widths}")
+        widths = _scale_widths(in_channels, base_channels, num_scales, kernel_groups, feat_groups)
         self.in_channels = self.out_channels = int(in_channels)
         self.num_scales = int(num_scales)
         self.pad_multiple = 2 ** (self.num_scales - 1)
+        # Built in this order (encoder, then decoder): parameters are created, and so
+        # randomly initialised and listed in the state dict, in the same order as ever.
+        self._build_encoder(widths, in_channels, num_blocks, reduction)
+        self._build_decoder(
+            widths,
+            in_channels,
+            num_blocks,
+            reduction,
+            (feat_kernel_size, feat_groups),
+            (kernel_size, kernel_groups),
+        )
+
+    def _build_encoder(self, widths: list, in_channels: int, blocks: int, reduction: int) -> None:
+        """Head, the input injected at each coarser scale, stride-2 downsampling, CA blocks."""
+        n = len(widths)
         self.head = nn.Conv2D(in_channels, widths[0], 3, padding=1)
         self.inject = nn.LayerList(
-            [nn.Conv2D(in_channels, widths[s], 3, padding=1) for s in range(1, num_scales)]
+            [nn.Conv2D(in_channels, widths[s], 3, padding=1) for s in range(1, n)]
         )
         self.downs = nn.LayerList(
-            [
-                nn.Conv2D(widths[s - 1], widths[s], 3, stride=2, padding=1)
-                for s in range(1, num_scales)
-            ]
+            [nn.Conv2D(widths[s - 1], widths[s], 3, stride=2, padding=1) for s in range(1, n)]
         )
         self.encoders = nn.LayerList(
             [
-                nn.Sequential(*[CABlock(widths[s], reduction) for _ in range(num_blocks)])
-                for s in range(num_scales)
+                nn.Sequential(*[CABlock(widths[s], reduction) for _ in range(blocks)])
+                for s in range(n)
             ]
         )
+
+    def _build_decoder(
+        self,
+        widths: list,
+        in_channels: int,
+        blocks: int,
+        reduction: int,
+        feat: tuple,
+        final: tuple,
+    ) -> None:
+        """Decoder stages (``feat`` = their dynamic kernel size and groups), the coarse
+        auxiliary heads, and the final per-pixel kernel (``final`` = size, groups)."""
+        n = len(widths)
         # decoders[s] produces scale s from scale s + 1 (s = num_scales - 2 ... 0).
         self.decoders = nn.LayerList(
             [
-                DecoderStage(
-                    widths[s + 1],
-                    widths[s],
-                    in_channels,
-                    num_blocks,
-                    reduction,
-                    feat_kernel_size,
-                    feat_groups,
-                )
-                for s in range(num_scales - 1)
+                DecoderStage(widths[s + 1], widths[s], in_channels, blocks, reduction, *feat)
+                for s in range(n - 1)
             ]
         )
         # Coarse outputs for the multi-scale loss (scales 1 .. num_scales - 1).
         self.aux_heads = nn.LayerList(
-            [nn.Conv2D(widths[s], in_channels, 3, padding=1) for s in range(1, num_scales)]
+            [nn.Conv2D(widths[s], in_channels, 3, padding=1) for s in range(1, n)]
         )
-        self.kgen = KernelGenerator(widths[0], kernel_size, kernel_groups)
-        self.dyn = DynamicConv2D(kernel_size, kernel_groups)
+        self.kgen = KernelGenerator(widths[0], *final)
+        self.dyn = DynamicConv2D(*final)
         self.residual = nn.Conv2D(
             widths[0],
             in_channels,
