@@ -7,7 +7,7 @@ controller's worker thread; this view polls its event queue with ``after()`` so 
 window keeps redrawing and answering while Paddle works.
 
 ``--selftest IMAGE`` drives the same widgets without a person (open, restore, save,
-optional screenshot, quit) for checking the real window under Xvfb.
+optional screenshot, quit) for checking the real window under Xvfb (:mod:`.selftest`).
 """
 
 from __future__ import annotations
@@ -66,7 +66,27 @@ class RestoreApp:
     # --- layout -----------------------------------------------------------------------
 
     def _build(self) -> None:
+        # Packing order is layout order: three top bars, the status row at the bottom,
+        # then the image views take the rest.
         pad = {"padx": 4, "pady": 3}
+        self._build_model_bar(pad)
+        self._build_run_bar(pad)
+        bar3 = ttk.Frame(self.root)
+        bar3.pack(side=tk.TOP, fill=tk.X)
+        # Its own row: a model description is long and would be cut off in a toolbar.
+        ttk.Label(bar3, textvariable=self.model_var, foreground="#333").pack(
+            side=tk.LEFT, fill=tk.X, padx=6, pady=(0, 4)
+        )
+        bottom = ttk.Frame(self.root)
+        bottom.pack(side=tk.BOTTOM, fill=tk.X)
+        self.progress = ttk.Progressbar(bottom, length=220, mode="determinate", maximum=100)
+        self.progress.pack(side=tk.LEFT, **pad)
+        self.status_var = tk.StringVar(value="Open an image to start.")
+        ttk.Label(bottom, textvariable=self.status_var).pack(side=tk.LEFT, fill=tk.X, **pad)
+        self._build_views()
+
+    def _build_model_bar(self, pad: dict) -> None:
+        """Open image; choose a config, weights or an exported model."""
         bar1 = ttk.Frame(self.root)
         bar1.pack(side=tk.TOP, fill=tk.X)
         self.btn_open = ttk.Button(bar1, text="Open image…", command=self.ask_open)
@@ -80,6 +100,8 @@ class RestoreApp:
         )
         self.model_var = tk.StringVar()
 
+    def _build_run_bar(self, pad: dict) -> None:
+        """Tile, self-ensemble, Restore / Cancel, Save output."""
         bar2 = ttk.Frame(self.root)
         bar2.pack(side=tk.TOP, fill=tk.X)
         ttk.Label(bar2, text="Tile:").pack(side=tk.LEFT, padx=(4, 0))
@@ -97,20 +119,8 @@ class RestoreApp:
         self.btn_save = ttk.Button(bar2, text="Save output…", command=self.ask_save)
         self.btn_save.pack(side=tk.LEFT, **pad)
 
-        bar3 = ttk.Frame(self.root)
-        bar3.pack(side=tk.TOP, fill=tk.X)
-        # Its own row: a model description is long and would be cut off in a toolbar.
-        ttk.Label(bar3, textvariable=self.model_var, foreground="#333").pack(
-            side=tk.LEFT, fill=tk.X, padx=6, pady=(0, 4)
-        )
-
-        bottom = ttk.Frame(self.root)
-        bottom.pack(side=tk.BOTTOM, fill=tk.X)
-        self.progress = ttk.Progressbar(bottom, length=220, mode="determinate", maximum=100)
-        self.progress.pack(side=tk.LEFT, **pad)
-        self.status_var = tk.StringVar(value="Open an image to start.")
-        ttk.Label(bottom, textvariable=self.status_var).pack(side=tk.LEFT, fill=tk.X, **pad)
-
+    def _build_views(self) -> None:
+        """Input and output side by side, each scaled to its half of the window."""
         self.views = ttk.Frame(self.root)
         self.views.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
         self.views.columnconfigure(0, weight=1, uniform="v")
@@ -311,51 +321,6 @@ class RestoreApp:
 # --- entry point ------------------------------------------------------------------------
 
 
-def _selftest(app: RestoreApp, image: str, out: str, screenshot: str | None) -> None:
-    """Drive the window like a user would: open, Restore, wait, Save, screenshot, quit."""
-    root = app.root
-    result = {"code": 1}
-
-    def fail(msg: str) -> None:
-        print(f"selftest: error: {msg}", file=sys.stderr)
-        result["code"] = 1
-        root.after(10, root.destroy)
-
-    app.show_error = fail
-
-    def finished(kind: str) -> None:
-        if kind != "done":
-            return  # errors already went through fail()
-        if not app.save(out):
-            return
-        print(f"selftest: saved {out} (event loop polled {app.polls} times)", file=sys.stderr)
-        # let the output redraw before the screenshot
-        root.after(400, shoot)
-
-    def shoot() -> None:
-        root.update_idletasks()
-        if screenshot:
-            from PIL import ImageGrab
-
-            x, y = root.winfo_rootx(), root.winfo_rooty()
-            w, h = root.winfo_width(), root.winfo_height()
-            ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=os.environ.get("DISPLAY")).save(
-                screenshot
-            )
-            print(f"selftest: screenshot {screenshot}", file=sys.stderr)
-        result["code"] = 0
-        root.destroy()
-
-    def go() -> None:
-        if app.open_image(image):
-            print(f"selftest: status: {app.status_var.get()}", file=sys.stderr)
-            app.btn_restore.invoke()
-
-    app.on_finished = finished
-    root.after(300, go)
-    root._selftest_result = result  # type: ignore[attr-defined]
-
-
 def main(argv: list | None = None) -> int:
     import argparse
 
@@ -394,7 +359,9 @@ def main(argv: list | None = None) -> int:
     root.geometry(args.geometry)
     app = RestoreApp(root, ctl)
     if args.selftest:
-        _selftest(app, args.selftest, args.selftest_out, args.screenshot)
+        from .selftest import selftest
+
+        selftest(app, args.selftest, args.selftest_out, args.screenshot)
     elif args.image_path:
         root.after(100, lambda: app.open_image(args.image_path))
     root.mainloop()

@@ -10,29 +10,26 @@ and the restore in a daemon thread and reports through a :class:`queue.Queue` of
 ``(kind, payload)`` events — ``("progress", fraction)``, ``("done", Image)``,
 ``("error", message)``, ``("cancelled", None)``. Tk is not thread-safe, so the view
 polls that queue from its own event loop instead of being called from the worker.
+The job object and its progress/cancel hook are in :mod:`.jobs` (re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Tuple, Union
+from typing import Callable, Tuple, Union
 
 import numpy as np
 
 from ..data.io import Image, ImageWriteError, read_image, write_image
+from .jobs import RestoreCancelled, RestoreJob, _PassProgress
 
 __all__ = ["GuiController", "ModelSpec", "RestoreJob", "RestoreCancelled", "error_message"]
 
 TILE_CHOICES = ("off", "auto", "256", "512", "1024")
-
-
-class RestoreCancelled(Exception):
-    """Raised inside the worker (from the progress callback) when the user cancels."""
 
 
 @dataclass(frozen=True)
@@ -80,60 +77,6 @@ def error_message(exc: BaseException) -> str:
     from ..errors import gui_message
 
     return gui_message(exc)
-
-
-class RestoreJob:
-    """One restore running in a worker thread; read its :attr:`events` queue."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue[Tuple[str, Any]] = queue.Queue()
-        self._cancel = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.result: Image | None = None
-        self.error: str | None = None
-        self.seconds = 0.0  # wall time of the finished job (model loading included)
-
-    def cancel(self) -> None:
-        """Ask the worker to stop at the next tile (a whole-image pass cannot be
-        interrupted)."""
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Join the worker; True when it has finished."""
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return not self.running()
-
-
-class _PassProgress:
-    """Turn the predictor's per-pass ``(done, total)`` tile callback into one overall
-    fraction: self-ensemble runs 8 passes and a grey model on a colour image one pass
-    per channel, and each pass restarts the tile count."""
-
-    def __init__(
-        self, passes: int, report: Callable[[float], None], cancel: threading.Event
-    ) -> None:
-        self.passes = max(1, passes)
-        self.report = report
-        self.cancel = cancel
-        self.index = 0
-        self.last = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.cancel.is_set():
-            raise RestoreCancelled()
-        if done <= self.last:  # a new pass started
-            self.index += 1
-        self.last = done
-        frac = (min(self.index, self.passes - 1) + done / max(total, 1)) / self.passes
-        self.report(min(1.0, frac))
 
 
 class GuiController:
