@@ -40,7 +40,7 @@ def section_keys(section: str, value: Any) -> List[str] | None:
 
         return [f.name for f in fields(InferOptions)]
     if section == "train":
-        from .engine.trainer import _TRAIN_KEYS
+        from .engine.options import _TRAIN_KEYS
 
         return sorted(_TRAIN_KEYS)
     if section == "val":

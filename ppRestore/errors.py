@@ -63,9 +63,11 @@ ERROR_TABLE: tuple = (
     ErrorKind("ppRestore.weights.safe_load", "WeightsError", "Weights problem", EXIT_USAGE),
     ErrorKind("ppRestore.engine.checkpoint", "CheckpointError", "Checkpoint problem", EXIT_USAGE),
     ErrorKind("ppRestore.engine.lock", "SaveDirBusyError", "Save folder in use", EXIT_USAGE),
-    ErrorKind("ppRestore.engine.trainer", "NonFiniteLossError", "Training diverged", EXIT_FAILED),
-    ErrorKind("ppRestore.data.io", "ImageReadError", "Cannot read image", EXIT_USAGE),
-    ErrorKind("ppRestore.data.io", "ImageWriteError", "Cannot save image", EXIT_FAILED),
+    ErrorKind(
+        "ppRestore.engine.train_state", "NonFiniteLossError", "Training diverged", EXIT_FAILED
+    ),
+    ErrorKind("ppRestore.data.image_types", "ImageReadError", "Cannot read image", EXIT_USAGE),
+    ErrorKind("ppRestore.data.image_types", "ImageWriteError", "Cannot save image", EXIT_FAILED),
     ErrorKind("builtins", "FileNotFoundError", "Not found", EXIT_USAGE),
     ErrorKind("builtins", "MemoryError", "Out of memory", EXIT_FAILED),
     ErrorKind("builtins", "ValueError", "Invalid input", EXIT_USAGE),
