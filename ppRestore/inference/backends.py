@@ -18,7 +18,7 @@ calls one of these; each backend only maps an array to an array:
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -152,69 +152,17 @@ class PaddleInferenceBackend(Backend):
             config.enable_memory_optim()
         dev = (device or "cpu").split(":")[0]
         if dev == "gpu":
-            dev_id = int(device.split(":")[1]) if ":" in device else 0
-            config.enable_use_gpu(gpu_mem_mb, dev_id)
-            if use_trt:
-                prec = {
-                    "fp32": pi.PrecisionType.Float32,
-                    "fp16": pi.PrecisionType.Half,
-                    "bf16": pi.PrecisionType.Bfloat16,
-                    "int8": pi.PrecisionType.Int8,
-                }[precision]
-                config.enable_tensorrt_engine(
-                    workspace_size=1 << 30,
-                    max_batch_size=1,
-                    min_subgraph_size=3,
-                    precision_mode=prec,
-                    use_static=False,
-                    use_calib_mode=precision == "int8",
-                )
-                name = self._input_name_hint(model_dir)
-                shape = lambda s: [int(s[0]), int(in_channels), int(s[2]), int(s[3])]  # noqa: E731
-                config.set_trt_dynamic_shape_info(
-                    {name: shape(trt_min_shape)},
-                    {name: shape(trt_max_shape)},
-                    {name: shape(trt_opt_shape)},
-                )
-            elif precision == "fp16":
-                config.enable_use_gpu(gpu_mem_mb, dev_id, pi.PrecisionType.Half)
-            elif precision in ("bf16", "int8"):
-                raise ValueError(f"precision {precision} on GPU needs --use_trt")
+            trt_shapes = (trt_min_shape, trt_opt_shape, trt_max_shape)
+            _configure_gpu(
+                config, model_dir, device, precision, use_trt, gpu_mem_mb, trt_shapes, in_channels
+            )
         else:
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(int(cpu_threads or os.cpu_count() or 1))
-            if precision == "fp16":
-                raise ValueError("fp16 is a GPU precision; on CPU use bf16 (oneDNN) or fp32")
-            if enable_mkldnn or precision in ("bf16", "int8"):
-                config.enable_mkldnn()
-                if _program_has_op(prog, "leaky_relu"):
-                    # Paddle 3.3.1's new-IR conv + leaky_relu oneDNN fusion segfaults
-                    # (measured); the unfused leaky_relu is a cheap eltwise op.
-                    config.delete_pass("conv_activation_onednn_fuse_pass")
-                # oneDNN caches primitives per input shape; tiles and image sizes vary,
-                # so keep the cache bounded instead of growing with every new size.
-                config.set_mkldnn_cache_capacity(10)
-                if precision == "bf16":
-                    config.enable_mkldnn_bfloat16()
-                elif precision == "int8":
-                    config.enable_mkldnn_int8()
-            else:
-                config.disable_mkldnn()
+            _configure_cpu(config, prog, cpu_threads, enable_mkldnn, precision)
         self.config = config
         self.predictor = pi.create_predictor(config)
         self.input_names: List[str] = list(self.predictor.get_input_names())
         self.output_names: List[str] = list(self.predictor.get_output_names())
         self.device, self.precision = dev, precision
-
-    @staticmethod
-    def _input_name_hint(model_dir: str) -> str:
-        import yaml
-
-        p = os.path.join(model_dir, "deploy.yaml")
-        if os.path.isfile(p):
-            with open(p, encoding="utf-8") as f:
-                return (yaml.safe_load(f) or {}).get("input_name", "x")
-        return "x"
 
     def run(self, x: np.ndarray) -> np.ndarray:
         ih = self.predictor.get_input_handle(self.input_names[0])
@@ -224,6 +172,83 @@ class PaddleInferenceBackend(Backend):
         self.predictor.run()
         out = self.predictor.get_output_handle(self.output_names[0]).copy_to_cpu()
         return np.asarray(out, dtype=np.float32)
+
+
+def _input_name_hint(model_dir: str) -> str:
+    """The graph's input name from the export's deploy.yaml (``x`` when absent)."""
+    import yaml
+
+    p = os.path.join(model_dir, "deploy.yaml")
+    if os.path.isfile(p):
+        with open(p, encoding="utf-8") as f:
+            return (yaml.safe_load(f) or {}).get("input_name", "x")
+    return "x"
+
+
+def _configure_gpu(
+    config: Any,
+    model_dir: str,
+    device: str,
+    precision: str,
+    use_trt: bool,
+    gpu_mem_mb: int,
+    trt_shapes: Tuple[Sequence[int], Sequence[int], Sequence[int]],
+    in_channels: int,
+) -> None:
+    """GPU settings of a ``paddle.inference.Config``: device, fp16, or TensorRT with the
+    dynamic ``(min, opt, max)`` shapes ``trt_shapes`` (their C replaced by ``in_channels``)."""
+    from paddle import inference as pi
+
+    dev_id = int(device.split(":")[1]) if ":" in device else 0
+    config.enable_use_gpu(gpu_mem_mb, dev_id)
+    if use_trt:
+        prec = {
+            "fp32": pi.PrecisionType.Float32,
+            "fp16": pi.PrecisionType.Half,
+            "bf16": pi.PrecisionType.Bfloat16,
+            "int8": pi.PrecisionType.Int8,
+        }[precision]
+        config.enable_tensorrt_engine(
+            workspace_size=1 << 30,
+            max_batch_size=1,
+            min_subgraph_size=3,
+            precision_mode=prec,
+            use_static=False,
+            use_calib_mode=precision == "int8",
+        )
+        name = _input_name_hint(model_dir)
+        shape = lambda s: [int(s[0]), int(in_channels), int(s[2]), int(s[3])]  # noqa: E731
+        mn, opt, mx = trt_shapes
+        config.set_trt_dynamic_shape_info({name: shape(mn)}, {name: shape(mx)}, {name: shape(opt)})
+    elif precision == "fp16":
+        config.enable_use_gpu(gpu_mem_mb, dev_id, pi.PrecisionType.Half)
+    elif precision in ("bf16", "int8"):
+        raise ValueError(f"precision {precision} on GPU needs --use_trt")
+
+
+def _configure_cpu(
+    config: Any, prog: str, cpu_threads: int | None, enable_mkldnn: bool, precision: str
+) -> None:
+    """CPU settings of a ``paddle.inference.Config``: threads, oneDNN, bf16/int8."""
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(int(cpu_threads or os.cpu_count() or 1))
+    if precision == "fp16":
+        raise ValueError("fp16 is a GPU precision; on CPU use bf16 (oneDNN) or fp32")
+    if not (enable_mkldnn or precision in ("bf16", "int8")):
+        config.disable_mkldnn()
+        return
+    config.enable_mkldnn()
+    if _program_has_op(prog, "leaky_relu"):
+        # Paddle 3.3.1's new-IR conv + leaky_relu oneDNN fusion segfaults
+        # (measured); the unfused leaky_relu is a cheap eltwise op.
+        config.delete_pass("conv_activation_onednn_fuse_pass")
+    # oneDNN caches primitives per input shape; tiles and image sizes vary,
+    # so keep the cache bounded instead of growing with every new size.
+    config.set_mkldnn_cache_capacity(10)
+    if precision == "bf16":
+        config.enable_mkldnn_bfloat16()
+    elif precision == "int8":
+        config.enable_mkldnn_int8()
 
 
 def _onnx_file(model_path: str) -> str:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Set, Tuple
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from ..data.io import (
     write_image,
 )
 from ..files import atomic_write, list_folder
+from .compare import compare_image, raw_compare_image
 
 __all__ = [
     "BatchResult",
@@ -100,36 +101,6 @@ def check_save_dir(save_dir: str) -> None:
         raise ImageWriteError(
             f"{save_dir}: cannot write results there ({e.strerror or e})"
         ) from None
-
-
-def compare_image(
-    inp: Image, out: Image, labels: Tuple[str, str] = ("input", "output")
-) -> np.ndarray:
-    """``input | output`` side by side (input nearest-upscaled to the output size), each
-    half labelled in a white band above it, so a compare image explains itself."""
-    a, b = inp.data, out.data
-    if a.shape[:2] != b.shape[:2]:
-        sy, sx = b.shape[0] // a.shape[0], b.shape[1] // a.shape[1]
-        a = np.repeat(np.repeat(a, sy, axis=0), sx, axis=1)[: b.shape[0], : b.shape[1]]
-    top = np.iinfo(b.dtype).max
-    gap = np.full((b.shape[0], 8, b.shape[2]), top, dtype=b.dtype)
-    body = np.concatenate([a.astype(b.dtype), gap, b], axis=1)
-    band = _label_band(body.shape[1], [(0, labels[0]), (b.shape[1] + 8, labels[1])])
-    band = (band.astype(np.float64) * (top / 255.0)).round().astype(b.dtype)
-    return np.concatenate([np.repeat(band[..., None], b.shape[2], axis=2), body], axis=0)
-
-
-def _label_band(width: int, texts: List[Tuple[int, str]], height: int = 18) -> np.ndarray:
-    """A white ``height x width`` uint8 band with black ``texts`` at the given x offsets
-    (Pillow's built-in bitmap font: no font file needed)."""
-    from PIL import Image as PILImage
-    from PIL import ImageDraw
-
-    im = PILImage.new("L", (width, height), 255)
-    draw = ImageDraw.Draw(im)
-    for x, text in texts:
-        draw.text((x + 4, 3), text, fill=0)
-    return np.asarray(im)
 
 
 def _reason(path: str, e: BaseException) -> str:
@@ -224,6 +195,66 @@ def check_collisions(files: List[str], plan: Callable[[str], List[str]]) -> None
         )
 
 
+def _check_batch(
+    files: List[str], save_dir: str, overwrite: bool, plan: Callable[[str], List[str]] | None
+) -> None:
+    """Before any file is touched: the input folder as ``save_dir`` without
+    ``overwrite``, output name clashes (:func:`check_collisions`), an unwritable
+    ``save_dir``; each a one-line error."""
+    in_dirs = {os.path.dirname(os.path.realpath(f)) for f in files}
+    if not overwrite and os.path.realpath(save_dir) in in_dirs:
+        raise ValueError(
+            f"--save_dir {save_dir} is the input folder: results would replace the inputs; "
+            "choose another folder or pass --overwrite"
+        )
+    if plan is not None:
+        check_collisions(files, plan)
+    check_save_dir(save_dir)
+
+
+def _progress(
+    n: int, progress: bool, log: Callable[[str], None] | None
+) -> Tuple[Any, Callable[[str], None]]:
+    """A tqdm bar for ``n`` files (or None) and the ``log`` that writes around it."""
+    bar = None
+    # A bar only for a person watching: piped or logged stderr gets the summary lines.
+    if progress and n > 1 and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, unit="img", dynamic_ncols=True, file=sys.stderr)
+        except ImportError:
+            bar = None
+    if log is not None:
+        return bar, log
+    if bar is not None:
+        from tqdm import tqdm
+
+        return bar, lambda m: tqdm.write(m, file=sys.stderr)
+    return bar, lambda m: print(m, file=sys.stderr, flush=True)
+
+
+def _dst_checker(
+    f: str, inputs: Set[str], used: Dict[str, str], overwrite: bool
+) -> Callable[[str], str]:
+    """``check_dst`` for file ``f``: refuses an output that would replace an input
+    (without ``overwrite``) or the output of another file of this batch."""
+
+    def check_dst(dst: str) -> str:
+        real = os.path.realpath(dst)
+        if real in inputs and not overwrite:
+            raise ImageWriteError(
+                f"{f}: output {dst} would overwrite an input; pass --overwrite to allow"
+            )
+        if real in used:
+            raise ImageWriteError(
+                f"{f}: output {dst} is also the output of {used[real]}; rename one of them"
+            )
+        return dst
+
+    return check_dst
+
+
 def _run_files(
     files: List[str],
     job: Callable[[str, Callable[[str], str], Callable[[str], None]], str],
@@ -241,54 +272,14 @@ def _run_files(
     outputs a file will get (known from its name), checked by :func:`check_collisions`
     before the first file is touched."""
     t0 = time.perf_counter()
+    _check_batch(files, save_dir, overwrite, plan)
+    bar, log = _progress(len(files), progress, log)
     inputs = {os.path.realpath(f) for f in files}
-    in_dirs = {os.path.dirname(p) for p in inputs}
-    if not overwrite and os.path.realpath(save_dir) in in_dirs:
-        raise ValueError(
-            f"--save_dir {save_dir} is the input folder: results would replace the inputs; "
-            "choose another folder or pass --overwrite"
-        )
-    if plan is not None:
-        check_collisions(files, plan)
-    check_save_dir(save_dir)
-    bar = None
-    # A bar only for a person watching: piped or logged stderr gets the summary lines.
-    if progress and len(files) > 1 and sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(files), unit="img", dynamic_ncols=True, file=sys.stderr)
-        except ImportError:
-            bar = None
-    if log is None:
-        if bar is not None:
-            from tqdm import tqdm
-
-            def log(m: str) -> None:
-                tqdm.write(m, file=sys.stderr)
-        else:
-
-            def log(m: str) -> None:
-                print(m, file=sys.stderr, flush=True)
-
     result = BatchResult()
-    used: dict = {}
+    used: Dict[str, str] = {}
     for f in files:
-
-        def check_dst(dst: str, f: str = f) -> str:
-            real = os.path.realpath(dst)
-            if real in inputs and not overwrite:
-                raise ImageWriteError(
-                    f"{f}: output {dst} would overwrite an input; pass --overwrite to allow"
-                )
-            if real in used:
-                raise ImageWriteError(
-                    f"{f}: output {dst} is also the output of {used[real]}; rename one of them"
-                )
-            return dst
-
         try:
-            dst = job(f, check_dst, log)
+            dst = job(f, _dst_checker(f, inputs, used, overwrite), log)
             used[os.path.realpath(dst)] = f
             result.restored.append((f, dst))
         except Exception as e:  # noqa: BLE001 - one bad image must not end the batch
@@ -322,6 +313,25 @@ def list_raw_files(spec: str) -> List[str]:
     return list_images(spec)
 
 
+def _save_raw_result(
+    raw: Any, den: np.ndarray, dst: str, png: str, compare_path: str | None
+) -> None:
+    """Write one denoised frame: ``dst`` (.npy in the input's dtype and levels, else
+    float32), the ``png`` preview and, when asked, the ``compare_path`` image."""
+    from ..data.isp import gray_world_gains, save_raw_preview
+
+    out = raw.to_stored(den)  # same dtype and levels as the input (.npy), else float32
+    try:  # atomic like the images: an interrupted run leaves no truncated .npy
+        atomic_write(dst, lambda f: np.save(f, out, allow_pickle=False), fsync=False)
+    except OSError as e:
+        raise ImageWriteError(f"{dst}: cannot write ({e.strerror or e})") from None
+    # one white balance for both previews so the comparison is fair
+    gains = raw.wb_gains or gray_world_gains(den, raw.pattern)
+    save_raw_preview(png, den, raw.pattern, wb_gains=gains)
+    if compare_path:
+        write_image(compare_path, raw_compare_image(raw.bayer, den, raw.pattern, gains))
+
+
 def run_raw_batch(
     restore_raw: Callable[..., np.ndarray],
     raw_spec: str,
@@ -352,7 +362,6 @@ def run_raw_batch(
             dtype maximum); for float frames only when given.
     """
     from ..data.bayer import check_pattern
-    from ..data.isp import gray_world_gains, raw_to_rgb, save_raw_preview
     from ..data.raw_io import read_raw
     from .shard import shard_plan
 
@@ -369,26 +378,8 @@ def run_raw_batch(
         # -> [0, 1] float32 plus the file's dtype and levels; one-line RawError when unreadable
         raw = read_raw(f, pattern if is_npy else None, black_level, white_level)
         den = restore_raw(raw.bayer, float(iso), raw.pattern)
-        out = raw.to_stored(den)  # same dtype and levels as the input (.npy), else float32
-        try:  # atomic like the images: an interrupted run leaves no truncated .npy
-            atomic_write(dst, lambda f: np.save(f, out, allow_pickle=False), fsync=False)
-        except OSError as e:
-            raise ImageWriteError(f"{dst}: cannot write ({e.strerror or e})") from None
-        # one white balance for both previews so the comparison is fair
-        gains = raw.wb_gains or gray_world_gains(den, raw.pattern)
-        save_raw_preview(png, den, raw.pattern, wb_gains=gains)
-        if compare:
-            a = raw_to_rgb(raw.bayer, raw.pattern, wb_gains=gains)
-            b = raw_to_rgb(den, raw.pattern, wb_gains=gains)
-            gap = np.ones((a.shape[0], 8, 3), np.float32)
-            side = np.concatenate([a, gap, b], axis=1)
-            band = _label_band(side.shape[1], [(0, "input"), (a.shape[1] + 8, "output")])
-            band = np.repeat(band[..., None].astype(np.float32) / 255.0, 3, axis=2)
-            side = np.concatenate([band, side], axis=0)
-            write_image(
-                os.path.join(save_dir, stem + "_compare.png"),
-                (side * 255 + 0.5).astype(np.uint8),
-            )
+        side = os.path.join(save_dir, stem + "_compare.png") if compare else None
+        _save_raw_result(raw, den, dst, png, side)
         return dst
 
     def plan(f: str) -> List[str]:

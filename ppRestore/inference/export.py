@@ -14,11 +14,12 @@ ONNX goes through ``paddle2onnx`` (optional: ``pip install paddle2onnx``).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Sequence, Union
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..builder import restored_output
+from .graph_fixes import drop_unused_pad_values, fold_scalar_prelu
 
 __all__ = [
     "export_model",
@@ -46,34 +47,6 @@ def _wrap_first_output(model: Any) -> Any:
             return restored_output(self.net(x))
 
     return _Restored(model)
-
-
-def fold_scalar_prelu(model: Any) -> int:
-    """Replace every single-slope ``nn.PReLU`` in ``model`` by an equal ``nn.LeakyReLU``.
-
-    Why: Paddle Inference's oneDNN ``prelu`` kernel is pathologically slow on CPU (Paddle
-    3.3.1, measured here: ~170 ms for a 64x256x256 tensor, more than the 3x3 conv before
-    it; it was 38 % of full CMFNet's exported run time), while ``leaky_relu`` is a fast
-    oneDNN eltwise op. With one slope ``a`` the two are the same function
-    (``x if x >= 0 else a * x``, for any ``a``), so the swap is exact; the slope becomes
-    a constant of the inference graph. Per-channel PReLUs are left alone. A shared
-    PReLU (CMFNet uses one Layer object in 45 places) maps to one shared LeakyReLU.
-
-    Modifies ``model`` in place (export works on a freshly built copy) and returns the
-    number of PReLU objects replaced.
-    """
-    import paddle
-
-    swapped: Dict[int, Any] = {}
-    for layer in [model] + list(model.sublayers()):
-        for name, child in list(layer._sub_layers.items()):
-            if isinstance(child, paddle.nn.PReLU) and int(np.prod(child._weight.shape)) == 1:
-                if id(child) not in swapped:
-                    slope = float(child._weight.numpy().reshape(-1)[0])
-                    swapped[id(child)] = paddle.nn.LeakyReLU(negative_slope=slope)
-                # Paddle keeps sublayers only in _sub_layers (attribute access reads it)
-                layer._sub_layers[name] = swapped[id(child)]
-    return len(swapped)
 
 
 def write_deploy_yaml(save_dir: str, info: Dict[str, Any]) -> str:
@@ -119,13 +92,54 @@ def export_model(
 
     Returns:
         The ``deploy.yaml`` content (plus ``max_abs_diff`` when checked).
+
+    Over 60 lines only by its signature and Args (the CLI's options); the body is the
+    steps below, in order.
     """
     import paddle
 
-    from ..builder import MIRROR_KEY, PRETRAINED_KEY, build_model, build_model_with_weights
+    from ..builder import build_model_with_weights
     from ..config import apply_overrides, load_config, validate
-    from .predictor import InferOptions, Predictor, model_attributes
+    from .predictor import InferOptions, model_attributes
 
+    fmt = _check_export_args(fmt, quantize, calib_dir)
+    cfg = (
+        load_config(config, opts or [])
+        if isinstance(config, str)
+        else validate(apply_overrides(config, opts or []))
+    )
+    paddle.set_device("cpu")
+    model = build_model_with_weights(cfg["model"], model_path, purpose="export")
+    options = InferOptions.merge(model_attributes(model), dict(cfg.get("infer") or {}))
+    shape = _graph_input_shape(input_shape, options)
+    os.makedirs(save_dir, exist_ok=True)
+    spec = [paddle.static.InputSpec(list(shape), "float32", "x")]
+    n_prelu, model_file = _save_inference_graph(cfg, model, spec, save_dir, log)
+    info = deploy_info(cfg, options, shape, model_file)
+    write_deploy_yaml(save_dir, info)
+    probe = None
+    if check or measure_memory:
+        probe = _check_and_measure(
+            save_dir, model, info, shape, options, check, measure_memory, log
+        )
+    if fmt == "onnx":
+        _export_checked_onnx(save_dir, model, spec, n_prelu, info, probe, log)
+    if quantize:
+        from .quantize import quantize_int8
+
+        info["int8"] = quantize_int8(
+            save_dir, calib_dir, calib_sizes, calib_max, int8_keep, log=log
+        )
+        info["int8_onnx_file"] = info["int8"]["file"]
+    return info
+
+
+# --- the steps of export_model, in order -----------------------------------------------
+
+
+def _check_export_args(fmt: str, quantize: str | None, calib_dir: str | None) -> str:
+    """Refuse a bad ``--format``/``--quantize``/``--calib_dir``; the format to write
+    (``onnx`` whenever int8 is asked: the int8 model is quantised from the ONNX graph)."""
     if fmt not in ("paddle", "onnx"):
         raise ValueError(f"--format must be 'paddle' or 'onnx', got '{fmt}'")
     if quantize not in (None, "int8"):
@@ -135,18 +149,14 @@ def export_model(
             raise ValueError("--quantize int8 needs --calib_dir (a folder of typical images)")
         if not os.path.exists(calib_dir):
             raise FileNotFoundError(f"--calib_dir {calib_dir}: not found")
-        fmt = "onnx"  # the int8 model is quantised from the ONNX graph
-    cfg = (
-        load_config(config, opts or [])
-        if isinstance(config, str)
-        else validate(apply_overrides(config, opts or []))
-    )
-    paddle.set_device("cpu")
-    model = build_model_with_weights(cfg["model"], model_path, purpose="export")
-    attrs = model_attributes(model)
-    infer_cfg = dict(cfg.get("infer") or {})
-    options = InferOptions.merge(attrs, infer_cfg)
-    c = options.in_channels
+        return "onnx"
+    return fmt
+
+
+def _graph_input_shape(input_shape: Sequence[int] | None, options: Any) -> List[int | None]:
+    """``[N, C, H, W]`` of the graph input, None where dynamic; C is the model's, H/W
+    must be multiples of ``pad_multiple``."""
+    c, m = options.in_channels, options.pad_multiple
     shape = list(input_shape) if input_shape else [-1, c, -1, -1]
     if len(shape) != 4:
         raise ValueError(f"--input_shape needs 4 numbers N C H W, got {shape}")
@@ -154,12 +164,18 @@ def export_model(
     if shape[1] is not None and shape[1] != c:
         raise ValueError(f"--input_shape has {shape[1]} channels but the model takes {c}")
     shape[1] = c
-    m = options.pad_multiple
     for s in shape[2:]:
         if s is not None and s % m:
             raise ValueError(f"--input_shape H/W must be multiples of pad_multiple {m}, got {s}")
-    os.makedirs(save_dir, exist_ok=True)
-    spec = [paddle.static.InputSpec(list(shape), "float32", "x")]
+    return shape
+
+
+def _save_inference_graph(
+    cfg: Dict[str, Any], model: Any, spec: list, save_dir: str, log: Callable[[str], Any]
+) -> Tuple[int, str]:
+    """Write ``save_dir/model.*``; returns the number of PReLUs folded and the graph file."""
+    from ..builder import build_model
+
     # The Paddle Inference graph gets the PReLU -> LeakyReLU fold (see fold_scalar_prelu);
     # ``model`` stays unfolded: it is the reference for the checks and the source of the
     # ONNX graph (paddle2onnx 2.1 converts leaky_relu with a wrong slope: errors ~1e26).
@@ -171,7 +187,19 @@ def export_model(
         log(f"export: {n_prelu} single-slope PReLU layer(s) written as LeakyReLU (exact)")
     prefix = os.path.join(save_dir, "model")
     _jit_save(pi_model, spec, prefix)
-    model_file = "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
+    return n_prelu, "model.json" if os.path.isfile(prefix + ".json") else "model.pdmodel"
+
+
+def deploy_info(
+    cfg: Dict[str, Any], options: Any, shape: List[int | None], model_file: str
+) -> Dict[str, Any]:
+    """The ``deploy.yaml`` content: the model, its graph input and the options the
+    predictor needs (``Predictor.from_exported`` reads it back)."""
+    import paddle
+
+    from ..builder import MIRROR_KEY, PRETRAINED_KEY
+
+    c = options.in_channels
     info: Dict[str, Any] = {
         "model_type": cfg["model"]["type"],
         "model": {k: v for k, v in cfg["model"].items() if k not in (PRETRAINED_KEY, MIRROR_KEY)},
@@ -207,64 +235,95 @@ def export_model(
         "opt": [1, c, int(opt[2]), int(opt[3])],
         "max": [1, c, 2048, 2048],
     }
-    write_deploy_yaml(save_dir, info)
-
-    if check or measure_memory:
-        exported = Predictor.from_exported(save_dir, backend="paddle", enable_mkldnn=True)
-        if check:
-            rng = np.random.default_rng(0)
-            h, w = (shape[2] or 3 * m + 1), (shape[3] or 5 * m + 3)
-            if shape[2] is None and shape[3] is None:
-                h, w = -(-(h) // m) * m, -(-(w) // m) * m  # the graph sees padded sizes
-            x = rng.random((1, c, h, w), dtype=np.float32)
-            ref = Predictor.from_model(model).backend.run(x)
-            got = exported.backend.run(x)
-            diff = float(np.abs(ref - got).max())
-            info["max_abs_diff"] = diff
-            log(f"check: Paddle Inference vs dynamic graph at {h}x{w}: max |diff| = {diff:.2e}")
-        if measure_memory:
-            from .memory import measure_mem_per_pixel
-
-            mpp = measure_mem_per_pixel(exported.backend.run, c, multiple=m)
-            info["mem_per_pixel"] = round(mpp, 1)
-            log(f"memory: {mpp:.0f} bytes per input pixel on Paddle Inference (oneDNN)")
-        saved = {k: v for k, v in info.items() if k != "max_abs_diff"}
-        write_deploy_yaml(save_dir, saved)
-    if fmt == "onnx":
-        if n_prelu:  # convert an unfolded copy of the graph (see above)
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                _jit_save(model, spec, os.path.join(tmp, "model"))
-                onnx_file = export_onnx(tmp)
-                os.replace(onnx_file, os.path.join(save_dir, "model.onnx"))
-                onnx_file = os.path.join(save_dir, "model.onnx")
-        else:
-            onnx_file = export_onnx(save_dir)
-        info["onnx_file"] = os.path.basename(onnx_file)
-        write_deploy_yaml(save_dir, {k: v for k, v in info.items() if k != "max_abs_diff"})
-        log(f"ONNX model: {onnx_file}")
-        if check:
-            ort_pred = Predictor.from_exported(save_dir, backend="onnx")
-            diff = float(np.abs(ref - ort_pred.backend.run(x)).max())
-            info["onnx_max_abs_diff"] = diff
-            log(f"check: ONNX Runtime vs dynamic graph at {h}x{w}: max |diff| = {diff:.2e}")
-            if not diff <= 1e-3:  # NaN too: never leave a wrong model.onnx behind
-                os.remove(onnx_file)
-                info.pop("onnx_file")
-                write_deploy_yaml(save_dir, {k: v for k, v in info.items() if k != "max_abs_diff"})
-                raise RuntimeError(
-                    f"the ONNX export does not reproduce the model (max |diff| {diff:.3g} "
-                    f"at {h}x{w}); model.onnx was removed (the Paddle export is kept)"
-                )
-    if quantize:
-        from .quantize import quantize_int8
-
-        info["int8"] = quantize_int8(
-            save_dir, calib_dir, calib_sizes, calib_max, int8_keep, log=log
-        )
-        info["int8_onnx_file"] = info["int8"]["file"]
     return info
+
+
+def _without_diff(info: Dict[str, Any]) -> Dict[str, Any]:
+    """What deploy.yaml keeps of ``info`` (the check's Paddle diff is only returned)."""
+    return {k: v for k, v in info.items() if k != "max_abs_diff"}
+
+
+def _check_and_measure(
+    save_dir: str,
+    model: Any,
+    info: Dict[str, Any],
+    shape: List[int | None],
+    options: Any,
+    check: bool,
+    measure_memory: bool,
+    log: Callable[[str], Any],
+) -> Tuple[np.ndarray, np.ndarray] | None:
+    """Run the Paddle Inference export against the dynamic graph on an odd-sized input
+    (``check``) and measure its memory per pixel (``measure_memory``), recording both in
+    ``info`` and deploy.yaml. Returns the check's ``(input, reference output)``."""
+    from .predictor import Predictor
+
+    c, m = options.in_channels, options.pad_multiple
+    exported = Predictor.from_exported(save_dir, backend="paddle", enable_mkldnn=True)
+    probe = None
+    if check:
+        rng = np.random.default_rng(0)
+        h, w = (shape[2] or 3 * m + 1), (shape[3] or 5 * m + 3)
+        if shape[2] is None and shape[3] is None:
+            h, w = -(-(h) // m) * m, -(-(w) // m) * m  # the graph sees padded sizes
+        x = rng.random((1, c, h, w), dtype=np.float32)
+        ref = Predictor.from_model(model).backend.run(x)
+        diff = float(np.abs(ref - exported.backend.run(x)).max())
+        info["max_abs_diff"] = diff
+        log(f"check: Paddle Inference vs dynamic graph at {h}x{w}: max |diff| = {diff:.2e}")
+        probe = (x, ref)
+    if measure_memory:
+        from .memory import measure_mem_per_pixel
+
+        mpp = measure_mem_per_pixel(exported.backend.run, c, multiple=m)
+        info["mem_per_pixel"] = round(mpp, 1)
+        log(f"memory: {mpp:.0f} bytes per input pixel on Paddle Inference (oneDNN)")
+    write_deploy_yaml(save_dir, _without_diff(info))
+    return probe
+
+
+def _export_checked_onnx(
+    save_dir: str,
+    model: Any,
+    spec: list,
+    n_prelu: int,
+    info: Dict[str, Any],
+    probe: Tuple[np.ndarray, np.ndarray] | None,
+    log: Callable[[str], Any],
+) -> None:
+    """Write ``model.onnx`` (from the unfolded graph) and record it in deploy.yaml; with
+    a check ``probe``, compare it on ONNX Runtime and remove it when it is wrong."""
+    from .predictor import Predictor
+
+    if n_prelu:  # convert an unfolded copy of the graph (see _save_inference_graph)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _jit_save(model, spec, os.path.join(tmp, "model"))
+            onnx_file = export_onnx(tmp)
+            os.replace(onnx_file, os.path.join(save_dir, "model.onnx"))
+            onnx_file = os.path.join(save_dir, "model.onnx")
+    else:
+        onnx_file = export_onnx(save_dir)
+    info["onnx_file"] = os.path.basename(onnx_file)
+    write_deploy_yaml(save_dir, _without_diff(info))
+    log(f"ONNX model: {onnx_file}")
+    if probe is None:
+        return
+    x, ref = probe
+    h, w = x.shape[-2:]
+    ort_pred = Predictor.from_exported(save_dir, backend="onnx")
+    diff = float(np.abs(ref - ort_pred.backend.run(x)).max())
+    info["onnx_max_abs_diff"] = diff
+    log(f"check: ONNX Runtime vs dynamic graph at {h}x{w}: max |diff| = {diff:.2e}")
+    if not diff <= 1e-3:  # NaN too: never leave a wrong model.onnx behind
+        os.remove(onnx_file)
+        info.pop("onnx_file")
+        write_deploy_yaml(save_dir, _without_diff(info))
+        raise RuntimeError(
+            f"the ONNX export does not reproduce the model (max |diff| {diff:.3g} "
+            f"at {h}x{w}); model.onnx was removed (the Paddle export is kept)"
+        )
 
 
 def _jit_save(model: Any, spec: list, prefix: str) -> None:
@@ -297,27 +356,3 @@ def export_onnx(model_dir: str, opset_version: int = 13) -> str:
     if drop_unused_pad_values(model):
         onnx.save(model, dst)
     return dst
-
-
-def drop_unused_pad_values(model: Any) -> int:
-    """Remove the ``constant_value`` input of ``edge``/``reflect`` Pad nodes (in place).
-
-    paddle2onnx 2.1 gives such pads an uninitialised constant (values up to ~1e27 were
-    seen). ONNX ignores it outside ``constant`` mode, so removing it changes nothing, but
-    OpenVINO's int8 pipeline tries to quantise it and fails ("assigned value out of
-    range for u8"). Returns the number of Pad nodes changed.
-    """
-    n = 0
-    for node in model.graph.node:
-        if node.op_type != "Pad" or len(node.input) < 3:
-            continue
-        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
-        if mode != "constant":
-            del node.input[2:]
-            n += 1
-    if n:  # and the constants nothing reads any more
-        used = {i for node in model.graph.node for i in node.input}
-        keep = [t for t in model.graph.initializer if t.name in used]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
-    return n

@@ -1,4 +1,4 @@
-"""Measuring a model's memory per input pixel (for ``--tile auto``).
+"""Measuring a model's memory per input pixel, and the tile size it implies (``--tile auto``).
 
 A network's peak memory grows linearly with the number of pixels it sees, so one number,
 bytes per input pixel, predicts whether an image fits and which tile size does. It is
@@ -12,11 +12,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["current_rss", "peak_rss", "PeakSampler", "measure_mem_per_pixel"]
+from . import tiling
+
+__all__ = ["current_rss", "peak_rss", "PeakSampler", "measure_mem_per_pixel", "resolve_tile"]
+
+# Without ``tile`` the image runs whole when it fits the memory budget. To know that
+# without measuring the network (seconds to minutes), images small enough to fit even at
+# this many bytes per input pixel skip the measurement: the heaviest model measured here,
+# CMFNet, needs 16.4 KB (DnCNN-S 3.1 KB, U-Net demo 1.7 KB; docs/reliability.md).
+SAFE_MEM_PER_PIXEL = 32 << 10
+# Bytes per input pixel the pipeline holds outside the network and outside tiles (float
+# copies of input and output, blend weights, the clipped/rounded result); measured 60 B
+# with an identity network, kept free of the tile budget.
+PIPELINE_BYTES_PER_PIXEL = 64
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -104,3 +116,44 @@ def measure_mem_per_pixel(
         peaks.append(ps.peak)
     mpp = (peaks[1] - peaks[0]) / float(s2 * s2 - s1 * s1)
     return float(max(mpp, floor))
+
+
+# --- the tile decision (Predictor._resolve_tile) ------------------------------------------
+
+
+def memory_budget(options: Any, h: int, w: int) -> int:
+    """Bytes one forward pass may use: ``max_memory``, else half of what is still
+    available once the pipeline's own whole-image arrays are set aside, at most
+    4 GiB (bigger tiles are not faster on CPU)."""
+    o = options
+    if o.max_memory:
+        return int(o.max_memory)
+    s = o.net_scale
+    reserve = PIPELINE_BYTES_PER_PIXEL * h * w * s * s
+    return int(max(min((tiling.available_memory() - reserve) // 2, 4 << 30), 64 << 20))
+
+
+def resolve_tile(
+    options: Any, h: int, w: int, run: Callable[[np.ndarray], np.ndarray]
+) -> int | None:
+    """The tile side for an ``h x w`` (padded) input under ``options``
+    (:class:`~ppRestore.inference.options.InferOptions`), or None for the whole image.
+
+    ``tile: auto`` / unset measures the model through ``run`` once (the number is kept
+    in ``options.mem_per_pixel``), unless the image fits even at
+    :data:`SAFE_MEM_PER_PIXEL`."""
+    o = options
+    if o.tile == "off":
+        return None
+    if o.tile is None or o.tile == "auto":
+        budget = memory_budget(o, h, w)
+        if o.tile is None and o.mem_per_pixel is None and h * w * SAFE_MEM_PER_PIXEL <= budget:
+            return None  # fits whatever the model: no need to measure it
+        if o.mem_per_pixel is None:
+            o.mem_per_pixel = measure_mem_per_pixel(run, o.in_channels, multiple=o.pad_multiple)
+        # the network sees net_scale-times larger feature maps for SR models; the
+        # measured number already includes that.
+        return tiling.choose_tile_size(
+            h, w, o.mem_per_pixel, o.pad_multiple, o.tile_overlap, budget
+        )
+    return int(o.tile)

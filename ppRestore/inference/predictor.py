@@ -4,7 +4,8 @@ The pre/post-processing lives here once, whatever engine runs the network:
 
 1. an :class:`ppRestore.data.io.Image` (uint8/uint16, grey/RGB, alpha kept aside), an
    array or a path comes in and becomes float32 ``H x W x C`` in [0, 1];
-2. colour handling per the config's ``infer.color`` (see :class:`InferOptions`):
+2. colour handling per the config's ``infer.color`` (see :class:`InferOptions`; the
+   colour stage is :mod:`.color_stage`, the raw one :mod:`.raw_stage`):
 
    * ``rgb`` — 3-channel model; a grey image is replicated to RGB and the output is
      averaged back to one channel;
@@ -26,20 +27,23 @@ The pre/post-processing lives here once, whatever engine runs the network:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Union
 
 import numpy as np
 
 from ..data.io import Image, read_image
 from . import tiling
-from .backends import (
-    Backend,
-    DynamicBackend,
-    OnnxRuntimeBackend,
-    OpenVinoBackend,
-    PaddleInferenceBackend,
-    openvino_available,
+from .backends import Backend, DynamicBackend, openvino_available
+from .color_stage import imresize as _imresize
+from .color_stage import predict_color
+from .exported import exported_attributes, load_deploy_yaml, open_exported_backend
+from .memory import resolve_tile
+from .options import (  # noqa: F401 - re-exported: the old import paths keep working
+    COLOR_MODES,
+    GRAY_MODES,
+    MIN_TILE,
+    InferOptions,
+    model_attributes,
 )
 
 __all__ = [
@@ -49,189 +53,9 @@ __all__ = [
 
 BACKENDS = ("auto", "paddle", "onnx", "openvino")
 
-COLOR_MODES = ("auto", "rgb", "gray", "y", "none", "raw")
-GRAY_MODES = ("per_channel", "y")
-
-# Smallest tile side accepted: below it the overlap dominates (a 1-pixel tile would run
-# the network once per pixel); the GUI uses the same floor.
-MIN_TILE = 16
-# Without ``tile`` the image runs whole when it fits the memory budget. To know that
-# without measuring the network (seconds to minutes), images small enough to fit even at
-# this many bytes per input pixel skip the measurement: the heaviest model measured here,
-# CMFNet, needs 16.4 KB (DnCNN-S 3.1 KB, U-Net demo 1.7 KB; docs/reliability.md).
-SAFE_MEM_PER_PIXEL = 32 << 10
-# Bytes per input pixel the pipeline holds outside the network and outside tiles (float
-# copies of input and output, blend weights, the clipped/rounded result); measured 60 B
-# with an identity network, kept free of the tile budget.
-PIPELINE_BYTES_PER_PIXEL = 64
-
 
 class NonFiniteOutputError(ValueError):
     """The network returned NaN/Inf (finite weights that overflow on this input)."""
-
-
-@dataclass
-class InferOptions:
-    """What the predictor needs to know about a model (from the model class, the
-    config's ``infer:`` section or ``deploy.yaml``; later sources win).
-
-    Attributes:
-        color: ``auto`` (``rgb`` for 3-channel models, ``gray`` for 1-channel), ``rgb``,
-            ``gray``, ``y`` (see the module docstring) or ``none`` (arrays with exactly
-            ``in_channels`` channels go through unchanged, e.g. PmrNet's packed raw) or
-            ``raw`` (Bayer frames through :meth:`Predictor.restore_raw`, the mode of
-            ``configs/pmrnet/pmrnet_raw.yml``).
-        gray_mode: how a 1-channel ``gray`` model treats a colour image:
-            ``per_channel`` or ``y``.
-        upsample_input: bicubic-upscale the input by ``scale`` before the network, which
-            then keeps the size (SRCNN classic).
-        pad_multiple: the network needs H and W to be multiples of this.
-        scale: output size / input size of the whole pipeline.
-        in_channels: network input channels.
-        out_channels: network output channels.
-        pad_mode: numpy pad mode used to reach ``pad_multiple`` (``reflect``).
-        tile: tile side in pixels (at least :data:`MIN_TILE`), ``"auto"`` (from the
-            memory budget), ``"off"`` (always the whole image) or None (the default:
-            whole image when it fits the memory budget, ``auto`` tiles when not).
-        tile_overlap: minimum tile overlap in pixels.
-        self_ensemble: average the 8 flips/rotations (x8 slower, ~+0.1 dB typically).
-        mem_per_pixel: bytes per input pixel (for ``tile: auto``; measured when None).
-        max_memory: byte budget of one forward pass for tiling (default: half the free
-            memory, at most 4 GiB).
-    """
-
-    color: str = "auto"
-    gray_mode: str = "per_channel"
-    upsample_input: bool = False
-    pad_multiple: int = 1
-    scale: int = 1
-    in_channels: int = 3
-    out_channels: int = 3
-    pad_mode: str = "reflect"
-    tile: Union[int, str] | None = None
-    tile_overlap: int = 32
-    self_ensemble: bool = False
-    mem_per_pixel: float | None = None
-    max_memory: float | None = None
-
-    @classmethod
-    def merge(cls, *sources: Dict[str, Any] | None) -> InferOptions:
-        """Build from dicts; later non-None values override earlier ones; unknown keys
-        are ignored here (the config section may hold keys for other tools)."""
-        names = {f.name for f in fields(cls)}
-        vals: Dict[str, Any] = {}
-        for src in sources:
-            for k, v in (src or {}).items():
-                if k in names and v is not None:
-                    vals[k] = v
-        opts = cls(**vals)
-        opts.validate()
-        return opts
-
-    def validate(self) -> None:
-        if self.color not in COLOR_MODES:
-            raise ValueError(f"infer.color must be one of {COLOR_MODES}, got '{self.color}'")
-        if self.gray_mode not in GRAY_MODES:
-            raise ValueError(f"infer.gray_mode must be one of {GRAY_MODES}, got '{self.gray_mode}'")
-        if isinstance(self.tile, str):
-            t = self.tile.strip().lower()
-            if t in ("off", "none", "0"):
-                self.tile = "off"
-            elif t == "auto":
-                self.tile = "auto"
-            else:
-                try:
-                    self.tile = int(t)
-                except ValueError:
-                    raise ValueError(
-                        f"tile must be a number of pixels, 'auto' or 'off', got '{self.tile}'"
-                    ) from None
-        if isinstance(self.tile, bool) or (
-            self.tile is not None and not isinstance(self.tile, (int, float, str))
-        ):
-            raise ValueError(f"tile must be a number of pixels, 'auto' or 'off', got {self.tile!r}")
-        if isinstance(self.tile, (int, float)):
-            if self.tile == 0:
-                self.tile = "off"  # explicit: always the whole image
-            elif self.tile < MIN_TILE or self.tile != int(self.tile):
-                # a negative tile used to turn tiling off silently
-                raise ValueError(
-                    f"tile must be at least {MIN_TILE} pixels (or 'auto', or 'off'/0 for the "
-                    f"whole image), got {self.tile:g}"
-                )
-            else:
-                self.tile = int(self.tile)
-        if self.max_memory is not None and not (
-            isinstance(self.max_memory, (int, float)) and self.max_memory > 0
-        ):
-            raise ValueError(
-                f"max_memory must be a positive number of bytes, got {self.max_memory}"
-            )
-        for k in ("pad_multiple", "scale", "in_channels", "out_channels"):
-            setattr(self, k, int(getattr(self, k)))
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.tile_overlap < 0:
-            raise ValueError(f"tile_overlap must be >= 0, got {self.tile_overlap}")
-        if self.color == "y" and self.in_channels != 1:
-            raise ValueError("infer.color 'y' needs a 1-channel model (in_channels: 1)")
-
-    @property
-    def resolved_color(self) -> str:
-        if self.color != "auto":
-            return self.color
-        return {1: "gray", 3: "rgb"}.get(self.in_channels, "none")
-
-    @property
-    def net_scale(self) -> int:
-        """Scale of the network itself (1 when the input is upsampled beforehand)."""
-        return 1 if self.upsample_input else self.scale
-
-
-def model_attributes(model: Any) -> Dict[str, Any]:
-    """The predictor-relevant class attributes of a model (design contract)."""
-    out = {}
-    for k in ("pad_multiple", "scale", "in_channels", "out_channels", "upsample_input"):
-        v = getattr(model, k, None)
-        if v is not None:
-            out[k] = v
-    return out
-
-
-def load_deploy_yaml(path: str) -> Dict[str, Any]:
-    """Read ``deploy.yaml`` (``path`` is the file or the export folder)."""
-    import yaml
-
-    if os.path.isdir(path):
-        path = os.path.join(path, "deploy.yaml")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: not found; export a model with tools/export.py first")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a valid deploy.yaml ({' '.join(str(e).split())})") from None
-    if not isinstance(data, dict) or "pad_multiple" not in data:
-        raise ValueError(f"{path}: not a ppRestore deploy.yaml (no pad_multiple)")
-    data["_dir"] = os.path.dirname(os.path.abspath(path))
-    return data
-
-
-def _onnx_path(info: Dict[str, Any], precision: str, backend: str) -> str:
-    """The ONNX file an ONNX engine runs at ``precision`` (the int8 copy for int8)."""
-    d = info["_dir"]
-    if precision == "int8":
-        if not info.get("int8_onnx_file"):
-            raise ValueError(
-                f"{d}: no int8 model; export with tools/export.py ... --quantize int8 "
-                "--calib_dir DIR"
-            )
-        return os.path.join(d, info["int8_onnx_file"])
-    if not info.get("onnx_file") and not os.path.isfile(os.path.join(d, "model.onnx")):
-        raise ValueError(
-            f"{d}: no model.onnx for --backend {backend}; export with tools/export.py --format onnx"
-        )
-    return os.path.join(d, info.get("onnx_file", "model.onnx"))
 
 
 def resolve_backend(
@@ -390,55 +214,11 @@ class Predictor:
         if cpu_threads is not None and (isinstance(cpu_threads, bool) or int(cpu_threads) < 0):
             raise ValueError(f"--cpu_threads must be at least 1 (0: all cores), got {cpu_threads}")
         info = load_deploy_yaml(path)
-        model_dir = info["_dir"]
         backend = resolve_backend(info, backend, device, precision, use_trt)
-        if backend in ("onnx", "openvino"):
-            onnx_path = _onnx_path(info, precision, backend)
-            if backend == "onnx":
-                if precision not in ("fp32", "int8"):
-                    raise ValueError(
-                        f"ONNX Runtime runs fp32 or int8 here, not {precision}; "
-                        "for bf16 use --backend openvino or paddle"
-                    )
-                be: Backend = OnnxRuntimeBackend(onnx_path, cpu_threads, device)
-            else:
-                be = OpenVinoBackend(onnx_path, cpu_threads, precision, device)
-        elif backend == "paddle":
-            if precision == "int8" and device.startswith("cpu") and not use_trt:
-                # oneDNN int8 needs a quantised graph (quantize/dequantize ops); on an fp32
-                # graph enable_mkldnn_int8 silently runs fp32, so refuse instead.
-                if not info.get("int8_dir"):
-                    raise ValueError(
-                        "Paddle Inference has no working CPU int8 on Paddle 3.3.1 (see "
-                        "docs/deploy.md); export with --quantize int8 and run int8 with "
-                        "--backend onnx, openvino or auto"
-                    )
-                model_dir = os.path.join(model_dir, info["int8_dir"])
-            be = PaddleInferenceBackend(
-                model_dir,
-                device=device,
-                cpu_threads=cpu_threads,
-                enable_mkldnn=enable_mkldnn,
-                precision=precision,
-                use_trt=use_trt,
-                in_channels=int(info.get("in_channels", 3)),
-                **{f"trt_{k}_shape": v for k, v in (info.get("trt_shapes") or {}).items()},
-            )
-        else:  # resolve_backend has refused anything else
-            raise AssertionError(backend)
-        base = {
-            k: info[k]
-            for k in (
-                "pad_multiple",
-                "scale",
-                "in_channels",
-                "out_channels",
-                "upsample_input",
-                "mem_per_pixel",
-            )
-            if k in info
-        }
-        opts = InferOptions.merge(base, info.get("infer"), overrides)
+        be, model_dir = open_exported_backend(
+            info, backend, device, cpu_threads, enable_mkldnn, precision, use_trt
+        )
+        opts = InferOptions.merge(exported_attributes(info), info.get("infer"), overrides)
         meta = {
             "model_type": info.get("model_type", "?"),
             "backend": be.name,
@@ -451,37 +231,10 @@ class Predictor:
 
     # --- the float pipeline ---------------------------------------------------------
 
-    def _memory_budget(self, h: int, w: int) -> int:
-        """Bytes one forward pass may use: ``max_memory``, else half of what is still
-        available once the pipeline's own whole-image arrays are set aside, at most
-        4 GiB (bigger tiles are not faster on CPU)."""
-        o = self.options
-        if o.max_memory:
-            return int(o.max_memory)
-        s = o.net_scale
-        reserve = PIPELINE_BYTES_PER_PIXEL * h * w * s * s
-        return int(max(min((tiling.available_memory() - reserve) // 2, 4 << 30), 64 << 20))
-
     def _resolve_tile(self, h: int, w: int) -> int | None:
-        o = self.options
-        if o.tile == "off":
-            return None
-        if o.tile is None or o.tile == "auto":
-            budget = self._memory_budget(h, w)
-            if o.tile is None and o.mem_per_pixel is None and h * w * SAFE_MEM_PER_PIXEL <= budget:
-                return None  # fits whatever the model: no need to measure it
-            if o.mem_per_pixel is None:
-                from .memory import measure_mem_per_pixel
-
-                o.mem_per_pixel = measure_mem_per_pixel(
-                    self.backend.run, o.in_channels, multiple=o.pad_multiple
-                )
-            # the network sees net_scale-times larger feature maps for SR models; the
-            # measured number already includes that.
-            return tiling.choose_tile_size(
-                h, w, o.mem_per_pixel, o.pad_multiple, o.tile_overlap, budget
-            )
-        return int(o.tile)
+        """The tile side for an ``h x w`` padded input, or None for the whole image
+        (:func:`ppRestore.inference.memory.resolve_tile`)."""
+        return resolve_tile(self.options, h, w, self.backend.run)
 
     def _forward_once(self, x: np.ndarray) -> np.ndarray:
         """Pad to the multiple, run whole or tiled, crop back (``N x C x H x W``)."""
@@ -526,82 +279,17 @@ class Predictor:
                 acc = y if acc is None else acc + y
         return acc / 8.0
 
-    def _run_planes(self, img: np.ndarray, clip: bool = True) -> np.ndarray:
-        """``H x W x C`` (C = network in_channels) float -> network output ``H' x W' x C'``."""
-        o = self.options
-        if o.upsample_input and o.scale > 1:
-            img = _imresize(img, o.scale)
-        x = img.transpose(2, 0, 1)[None].astype(np.float32)
-        y = self.forward(x)
-        # Clip each network output to the valid range before any channel recombination.
-        y = y[0].transpose(1, 2, 0)
-        return np.clip(y, 0.0, 1.0) if clip else y
-
     def predict(self, img: np.ndarray) -> np.ndarray:
         """Restore a float ``H x W x C`` (C = 1 or 3) image in [0, 1].
+
+        The colour stage (:func:`ppRestore.inference.color_stage.predict_color`) turns
+        the image into network planes per ``infer.color`` around :meth:`forward`.
 
         Returns:
             float32 ``H*scale x W*scale x C`` in [0, 1], same channel count as the input
             (with ``color: none``: the network's output channels, not clipped).
         """
-        img = np.asarray(img, dtype=np.float32)
-        if img.ndim == 2:
-            img = img[..., None]
-        o = self.options
-        color = o.resolved_color
-        if color == "raw":
-            raise ValueError(
-                "this is a raw (Bayer) model (infer.color: raw): use restore_raw on a Bayer "
-                "frame (.npy/.dng), not an RGB image"
-            )
-        if color == "none":
-            if img.ndim != 3 or img.shape[2] != o.in_channels:
-                raise ValueError(
-                    f"expected H x W x {o.in_channels} (color: none), got shape {img.shape}"
-                )
-            # no clipping: such models may work outside [0, 1] (PmrNet's k-sigma space)
-            return self._run_planes(img, clip=False).astype(np.float32, copy=False)
-        if img.ndim != 3 or img.shape[2] not in (1, 3):
-            raise ValueError(f"expected an H x W x C image with C = 1 or 3, got shape {img.shape}")
-        c = img.shape[2]
-        if color == "rgb":
-            if o.in_channels != 3:
-                raise ValueError(
-                    f"infer.color 'rgb' needs a 3-channel model, this one has {o.in_channels}"
-                )
-            out = self._run_planes(np.repeat(img, 3, axis=2) if c == 1 else img)
-            if c == 1:
-                out = out.mean(axis=2, keepdims=True)
-        elif color == "gray":
-            if c == 1:
-                out = self._run_planes(img)
-            elif o.gray_mode == "per_channel":
-                out = np.concatenate(
-                    [self._run_planes(img[..., i : i + 1]) for i in range(3)], axis=2
-                )
-            else:
-                out = self._run_on_y(img)
-        else:  # "y"
-            if c == 1:
-                out = self._run_on_y(np.repeat(img, 3, axis=2)).mean(axis=2, keepdims=True)
-            else:
-                out = self._run_on_y(img)
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
-
-    def _run_on_y(self, rgb: np.ndarray) -> np.ndarray:
-        """Y through the network, Cb/Cr bicubic-resized to the output size (MATLAB
-        BT.601 YCbCr, as SR papers evaluate)."""
-        from ..data.color import rgb2ycbcr, ycbcr2rgb
-
-        ycc = rgb2ycbcr(rgb.astype(np.float64)).astype(np.float32)
-        y = self._run_planes(ycc[..., :1])
-        s = self.options.scale
-        cbcr = ycc[..., 1:]
-        if s > 1:
-            cbcr = _imresize(cbcr, s, output_shape=y.shape[:2])
-        return ycbcr2rgb(
-            np.concatenate([y, cbcr.astype(np.float32)], axis=2).astype(np.float64)
-        ).astype(np.float32)
+        return predict_color(self, img)
 
     def restore_raw(
         self,
@@ -687,13 +375,3 @@ class Predictor:
             f"tile {o.tile if o.tile is not None else 'when needed'}, "
             f"self_ensemble {o.self_ensemble})"
         )
-
-
-def _imresize(img: np.ndarray, scale: int, output_shape: tuple | None = None) -> np.ndarray:
-    """MATLAB-compatible bicubic resize of a float ``H x W [x C]`` image."""
-    from ..data.resize import imresize
-
-    out = imresize(
-        img.astype(np.float32), scale=None if output_shape else scale, output_shape=output_shape
-    )
-    return out.astype(np.float32, copy=False)

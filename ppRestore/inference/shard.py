@@ -100,18 +100,32 @@ def gather(result, save_dir: str, timeout: float | None = None, poll: float = 0.
         return result
     if timeout is None:
         timeout = float(os.environ.get("PPRESTORE_SHARD_TIMEOUT", 7 * 24 * 3600))
+    reports = _wait_for_reports(folder, plan.world, timeout, poll)
+    merged = _merge_reports(type(result)(), plan, reports)
+    if len(reports) == plan.world:
+        _remove_reports(folder, plan.world)
+    return merged
+
+
+def _wait_for_reports(folder: str, world: int, timeout: float, poll: float) -> dict:
+    """Rank -> its result report, read as each ``rank{r}.json`` appears, until all
+    ``world`` ranks reported or ``timeout`` seconds passed."""
     deadline = time.monotonic() + timeout
     reports = {}
     while True:
-        for r in range(plan.world):
+        for r in range(world):
             p = os.path.join(folder, f"rank{r}.json")
             if r not in reports and os.path.isfile(p):
                 with open(p, encoding="utf-8") as f:
                     reports[r] = json.load(f)
-        if len(reports) == plan.world or time.monotonic() > deadline:
-            break
+        if len(reports) == world or time.monotonic() > deadline:
+            return reports
         time.sleep(poll)
-    merged = type(result)()
+
+
+def _merge_reports(merged, plan: ShardPlan, reports: dict):
+    """Fill the empty BatchResult ``merged`` from the ranks' ``reports``, in the
+    plan's file order; a rank that never reported fails all its files."""
     merged.shard = plan
     owner = {}  # output path -> input, across ranks (each rank only checked its own)
     for r in range(plan.world):
@@ -133,12 +147,15 @@ def gather(result, save_dir: str, timeout: float | None = None, poll: float = 0.
     order = {f: i for i, f in enumerate(plan.files)}
     merged.restored.sort(key=lambda t: order.get(t[0], -1))
     merged.failed.sort(key=lambda t: order.get(t[0], -1))
-    if len(reports) == plan.world:
-        for r in range(plan.world):
-            os.remove(os.path.join(folder, f"rank{r}.json"))
-        for d in (folder, os.path.dirname(folder)):
-            try:
-                os.rmdir(d)
-            except OSError:
-                break  # another run's reports are still there
     return merged
+
+
+def _remove_reports(folder: str, world: int) -> None:
+    """Delete the reports and, when no other run's are left, their folders."""
+    for r in range(world):
+        os.remove(os.path.join(folder, f"rank{r}.json"))
+    for d in (folder, os.path.dirname(folder)):
+        try:
+            os.rmdir(d)
+        except OSError:
+            break  # another run's reports are still there

@@ -6,8 +6,9 @@ whatever a crafted file tells it to. Here every pickle goes through
 a state dict needs (numpy arrays and dtypes, ordered dicts), serves each by an inert
 stand-in that checks its arguments, controls every opcode that calls code, and caps the
 file size, opcodes and array bytes (see :mod:`ppRestore.weights.unpickler` for the
-review of each allowed global). ``.safetensors`` files are parsed here, with every
-header offset checked against the file size before anything is read.
+review of each allowed global: :mod:`ppRestore.weights.allowlist`). ``.safetensors``
+files are parsed by :mod:`ppRestore.weights.safetensors_reader`, with every header
+offset checked against the file size before anything is read.
 
 Loading into a model is strict by default (timm's rule): missing, unexpected or
 mis-shaped keys are one error that lists them, never a silent partial load.
@@ -15,8 +16,6 @@ mis-shaped keys are one error that lists them, never a silent partial load.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import pickle
 from collections import OrderedDict
@@ -25,6 +24,7 @@ from typing import Any, Dict, Iterable, Mapping, Union
 import numpy as np
 
 from ..files import atomic_write as _atomic_write
+from .safetensors_reader import read_safetensors
 from .unpickler import (
     ALLOWED_GLOBALS,
     RestrictedUnpickler,
@@ -62,89 +62,6 @@ def restricted_loads(data: bytes, source: str = "<bytes>") -> Any:
         WeightsError: anything else that makes it unreadable (truncated, garbage, ...).
     """
     return _loads(data, source)
-
-
-_SAFETENSORS_DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2",
-    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
-    "BF16": "<u2",  # widened to float32 below
-}  # fmt: skip
-# The safetensors library allows 100 MB; JSON of tiny objects costs ~30x its size in
-# Python objects, and a real header needs ~150 bytes per tensor (16 MB: ~100k tensors).
-_SAFETENSORS_MAX_HEADER = 16 << 20
-
-
-def _safetensors_error(path: str, why: str) -> WeightsError:
-    return WeightsError(f"{path}: not a readable safetensors file ({why})")
-
-
-def read_safetensors(path: str) -> Dict[str, np.ndarray]:
-    """Read a ``.safetensors`` file with every offset checked against the file size.
-
-    Each tensor is read on its own (seek + readinto), so nothing is read
-    that the header does not point at, tensors may not overlap (which would multiply the
-    memory a small file costs) and the file must be under :func:`max_weights_bytes`.
-    bfloat16 tensors (which numpy cannot hold) come back as float32, exactly (bf16 is the
-    top half of an fp32).
-    """
-    try:
-        size = os.stat(path).st_size
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
-    check_file_size(path, size)
-    if size < 8:
-        raise _safetensors_error(path, f"{size} bytes is too short")
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        if n <= 1 or n > min(size - 8, _SAFETENSORS_MAX_HEADER):
-            raise _safetensors_error(path, f"header length {n:,} in a {size:,}-byte file")
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, RecursionError) as e:
-            raise _safetensors_error(path, f"header: {type(e).__name__}") from None
-        if not isinstance(header, dict):
-            raise _safetensors_error(path, "header is not a JSON object")
-        base, avail = 8 + n, size - 8 - n
-        plan = []
-        for k, info in header.items():
-            if k == "__metadata__":
-                continue
-            try:
-                dt = _SAFETENSORS_DTYPES[info["dtype"]]
-                shape = tuple(info["shape"])
-                if not all(type(s) is int and 0 <= s <= 1 << 40 for s in shape) or len(shape) > 32:
-                    raise ValueError(f"bad shape {shape!r:.60}")
-                start, end = info["data_offsets"]
-                if type(start) is not int or type(end) is not int or not 0 <= start <= end <= avail:
-                    raise ValueError(f"offsets {start!r:.20}..{end!r:.20} outside the data")
-                need = math.prod(shape) * np.dtype(dt).itemsize
-                if need != end - start:
-                    raise ValueError(
-                        f"shape {shape} needs {need:,} bytes, offsets give {end - start:,}"
-                    )
-            except (KeyError, TypeError, ValueError) as e:
-                raise _safetensors_error(path, f"tensor '{k:.80}': {e}") from None
-            plan.append((start, end, k, dt, shape))
-        by_offset = sorted(plan, key=lambda t: (t[0], t[1]))
-        for a, b in zip(by_offset, by_offset[1:]):
-            if b[0] < a[1]:
-                raise _safetensors_error(path, f"tensors '{a[2]:.60}' and '{b[2]:.60}' overlap")
-        out: Dict[str, np.ndarray] = {}
-        # Each tensor is read on its own with seek + readinto (no mmap: a file truncated
-        # while mapped would kill the process with SIGBUS).
-        for start, end, k, dt, shape in plan:
-            buf = bytearray(end - start)
-            f.seek(base + start)
-            if f.readinto(buf) != len(buf):
-                raise _safetensors_error(path, f"tensor '{k:.80}': the file ended early")
-            arr = np.frombuffer(buf, dtype=dt)
-            if header[k]["dtype"] == "BF16":
-                arr = (arr.astype(np.uint32) << 16).view(np.float32)
-            elif not arr.dtype.isnative:
-                arr = arr.astype(arr.dtype.newbyteorder("="))
-            out[k] = arr.reshape(shape)
-    return out
 
 
 def load_weights(path: Union[str, os.PathLike]) -> Dict[str, Any]:
@@ -298,32 +215,7 @@ def _checked_array(value: Any, key: str, where: str, want: str = "") -> np.ndarr
         return arr
     kind = np.dtype(want).kind if want != "bfloat16" else "f"
     if kind == "f":
-        if arr.dtype == np.uint16:
-            # Paddle's .numpy() (and so paddle.save / a bf16 O2 training checkpoint) gives
-            # bfloat16 tensors as their uint16 bit patterns; no layer has uint16 weights.
-            if want == "bfloat16":
-                return arr
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        if arr.dtype.kind != "f":
-            raise WeightsError(
-                f"{where}'{key}' holds {arr.dtype} data; the model's parameter is "
-                f"{want}: refusing to load integer or bool weights into a float layer"
-            )
-        if not np.isfinite(arr).all():
-            raise WeightsError(f"{where}'{key}' contains NaN or Inf (a diverged training run?)")
-        if want == "bfloat16":
-            return arr.astype(np.float32)  # Paddle rounds float32 to its bfloat16
-        out = arr.astype(want)
-        # Only float64 is checked: float32 -> float16 is the ordinary mixed-precision
-        # cast Paddle itself makes; float64 -> float32 rounding is a silent model change.
-        if not np.isfinite(out).all():
-            raise WeightsError(f"{where}'{key}' holds {arr.dtype} values that overflow {want}")
-        if arr.dtype == np.float64 and want != "float64" and not np.array_equal(out, arr):
-            raise WeightsError(
-                f"{where}'{key}' holds {arr.dtype} values that {want} cannot represent "
-                f"exactly; cast the checkpoint to {want} yourself if the rounding is intended"
-            )
-        return out
+        return _cast_float(arr, key, where, want)
     if kind in "iu" and arr.dtype.kind in "iu":
         info = np.iinfo(want)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
@@ -332,6 +224,36 @@ def _checked_array(value: Any, key: str, where: str, want: str = "") -> np.ndarr
     if kind == "b" and arr.dtype.kind == "b":
         return arr
     raise WeightsError(f"{where}'{key}' holds {arr.dtype} data; the model's parameter is {want}")
+
+
+def _cast_float(arr: np.ndarray, key: str, where: str, want: str) -> np.ndarray:
+    """``arr`` for a float parameter of dtype ``want`` (the rule in :func:`_checked_array`)."""
+    if arr.dtype == np.uint16:
+        # Paddle's .numpy() (and so paddle.save / a bf16 O2 training checkpoint) gives
+        # bfloat16 tensors as their uint16 bit patterns; no layer has uint16 weights.
+        if want == "bfloat16":
+            return arr
+        arr = (arr.astype(np.uint32) << 16).view(np.float32)
+    if arr.dtype.kind != "f":
+        raise WeightsError(
+            f"{where}'{key}' holds {arr.dtype} data; the model's parameter is "
+            f"{want}: refusing to load integer or bool weights into a float layer"
+        )
+    if not np.isfinite(arr).all():
+        raise WeightsError(f"{where}'{key}' contains NaN or Inf (a diverged training run?)")
+    if want == "bfloat16":
+        return arr.astype(np.float32)  # Paddle rounds float32 to its bfloat16
+    out = arr.astype(want)
+    # Only float64 is checked: float32 -> float16 is the ordinary mixed-precision
+    # cast Paddle itself makes; float64 -> float32 rounding is a silent model change.
+    if not np.isfinite(out).all():
+        raise WeightsError(f"{where}'{key}' holds {arr.dtype} values that overflow {want}")
+    if arr.dtype == np.float64 and want != "float64" and not np.array_equal(out, arr):
+        raise WeightsError(
+            f"{where}'{key}' holds {arr.dtype} values that {want} cannot represent "
+            f"exactly; cast the checkpoint to {want} yourself if the rounding is intended"
+        )
+    return out
 
 
 _CASTABLE = {"float16", "float32", "float64", "bfloat16", "int8", "int16", "int32",

@@ -18,7 +18,7 @@ the file does not hold.
 from __future__ import annotations
 
 import io
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -112,13 +112,21 @@ def read_torch_legacy(path: str) -> Any:
     with open(path, "rb") as fh:
         data = fh.read()
     f = io.BytesIO(data)
+    obj, keys, storages, little = _read_pickles(f, path)
+    arrays = _read_storages(f, path, keys, storages, "<" if little else ">")
+    return _build(obj, arrays, path)
+
+
+def _read_pickles(f: io.BytesIO, path: str) -> Tuple[Any, Any, Dict[str, _StorageRef], bool]:
+    """The header pickles, the object pickle (tensors still :class:`_Pending`) and the
+    storage key list; returns ``(object, keys, storages by key, little-endian?)``."""
     try:
         if _plain(f, path) != MAGIC:
             raise WeightsError(f"{path}: not a legacy PyTorch checkpoint (bad magic number)")
         _plain(f, path)  # protocol version
         info = _plain(f, path)
         little = not isinstance(info, dict) or info.get("little_endian", True)
-        up = _LegacyUnpickler(f, len(data) - f.tell())
+        up = _LegacyUnpickler(f, len(f.getbuffer()) - f.tell())
         obj = up.load()
         keys = _plain(f, path)
     except UnsafeWeightsError as e:
@@ -134,12 +142,20 @@ def read_torch_legacy(path: str) -> Any:
         raise WeightsError(
             f"{path}: not a readable legacy PyTorch checkpoint ({type(e).__name__}: {e})"
         ) from None
-    order = "<" if little else ">"
+    return obj, keys, up.storages, little
+
+
+def _read_storages(
+    f: io.BytesIO, path: str, keys: Any, storages: Dict[str, _StorageRef], order: str
+) -> Dict[str, np.ndarray]:
+    """The raw storages after the pickles, in ``keys`` order, each checked against the
+    size its pickle declared and the bytes left; native-byte-order flat arrays."""
     arrays: Dict[str, np.ndarray] = {}
     if not isinstance(keys, list):
         raise WeightsError(f"{path}: legacy checkpoint without a storage key list")
+    total = len(f.getbuffer())
     for key in keys:
-        ref = up.storages.get(str(key))
+        ref = storages.get(str(key))
         if ref is None:
             raise WeightsError(f"{path}: storage '{key}' is listed but never used")
         head = f.read(8)
@@ -147,7 +163,7 @@ def read_torch_legacy(path: str) -> Any:
             raise WeightsError(f"{path}: truncated (storage '{key}' missing)")
         numel = int(np.frombuffer(head, dtype=order + "i8")[0])
         width = 2 if ref.dtype == "bfloat16" else np.dtype(ref.dtype).itemsize
-        if numel != ref.numel or numel < 0 or numel * width > len(data) - f.tell():
+        if numel != ref.numel or numel < 0 or numel * width > total - f.tell():
             raise WeightsError(f"{path}: storage '{key}' is truncated or mis-sized")
         raw = f.read(numel * width)
         if ref.dtype == "bfloat16":
@@ -157,18 +173,19 @@ def read_torch_legacy(path: str) -> Any:
             arr = np.frombuffer(raw, dtype=np.dtype(ref.dtype).newbyteorder(order))
             arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
         arrays[ref.key] = arr
+    return arrays
 
-    def build(o: Any, depth: int = 0) -> Any:
-        if depth > 100:
-            raise WeightsError(f"{path}: nested too deeply")
-        if isinstance(o, _Pending):
-            if o.key not in arrays:
-                raise WeightsError(f"{path}: tensor refers to missing storage '{o.key}'")
-            return rebuild_tensor(arrays[o.key], o.offset, o.size, o.stride)
-        if isinstance(o, dict):
-            return type(o)((k, build(v, depth + 1)) for k, v in o.items())
-        if isinstance(o, (list, tuple)):
-            return type(o)(build(v, depth + 1) for v in o)
-        return o
 
-    return build(obj)
+def _build(obj: Any, arrays: Dict[str, np.ndarray], path: str, depth: int = 0) -> Any:
+    """``obj`` with every :class:`_Pending` tensor made from its storage in ``arrays``."""
+    if depth > 100:
+        raise WeightsError(f"{path}: nested too deeply")
+    if isinstance(obj, _Pending):
+        if obj.key not in arrays:
+            raise WeightsError(f"{path}: tensor refers to missing storage '{obj.key}'")
+        return rebuild_tensor(arrays[obj.key], obj.offset, obj.size, obj.stride)
+    if isinstance(obj, dict):
+        return type(obj)((k, _build(v, arrays, path, depth + 1)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_build(v, arrays, path, depth + 1) for v in obj)
+    return obj

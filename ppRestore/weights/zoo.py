@@ -4,9 +4,11 @@
 
 * a local file (``.pdparams`` or ``.safetensors``);
 * an ``https://`` URL, downloaded once into the cache (``$PPRESTORE_HOME``, default
-  ``~/.cache/ppRestore``) with a size cap, written to a temporary file and renamed
-  only when complete, and checked against a SHA-256 when the zoo knows one;
-* a zoo name from :data:`ZOO` (shipped files first, then their URL, or a mirror).
+  ``~/.cache/ppRestore``) with a size cap, written through the one atomic writer
+  (:func:`ppRestore.files.atomic_write`: a temporary file renamed only when
+  complete), and checked against a SHA-256 when the zoo knows one;
+* a zoo name from :data:`ZOO` (shipped files first, then their URL, or a mirror); the
+  table itself is :mod:`ppRestore.weights.zoo_entries`.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ import os
 import re
 import ssl
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Dict
+from typing import Any, BinaryIO, Dict
 
+from ..files import atomic_write
 from ..resources import data_dir
 from .safe_load import WeightsError
+from .zoo_entries import ZOO
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRETRAINED_DIR = data_dir("pretrained")  # the checkout's pretrained/, or the wheel's copy
@@ -39,63 +42,6 @@ DOWNLOAD_DEADLINE_S = 1800.0
 #: Environment variables naming a mirror for zoo downloads (first set wins); see
 #: :func:`mirrored_url`. The config key is ``model.weights_mirror``.
 MIRROR_ENV = ("PPRESTORE_MIRROR", "PPRESTORE_WEIGHTS_MIRROR")
-
-
-class _Zoo(dict):
-    """name -> entry, filled on first use from the ``weights`` each model file declares
-    (``registry.register_arch``), so adding a model never means editing this file.
-
-    An entry holds ``file`` (shipped in ``pretrained/``) or ``url`` (downloaded once),
-    and optionally ``sha256``, ``config``, ``model_kwargs``, ``size_mb``; ``arch`` is
-    added here.
-    """
-
-    _filled = False
-
-    def _fill(self) -> None:
-        if self._filled:
-            return
-        self._filled = True
-        from ..registry import ARCHS
-
-        for arch_name in ARCHS.keys():
-            for name, entry in ARCHS.get(arch_name).weights.items():
-                dict.setdefault(self, name, {**dict(entry), "arch": arch_name})
-
-    def __contains__(self, key: object) -> bool:
-        self._fill()
-        return dict.__contains__(self, key)
-
-    def __getitem__(self, key: str) -> Dict[str, str]:
-        self._fill()
-        return dict.__getitem__(self, key)
-
-    def __iter__(self):
-        self._fill()
-        return dict.__iter__(self)
-
-    def __len__(self) -> int:
-        self._fill()
-        return dict.__len__(self)
-
-    def get(self, key, default=None):  # noqa: D102
-        self._fill()
-        return dict.get(self, key, default)
-
-    def items(self):  # noqa: D102
-        self._fill()
-        return dict.items(self)
-
-    def keys(self):  # noqa: D102
-        self._fill()
-        return dict.keys(self)
-
-    def values(self):  # noqa: D102
-        self._fill()
-        return dict.values(self)
-
-
-ZOO: Dict[str, Dict[str, str]] = _Zoo()
 
 
 def mirror_setting(mirror: str | None = None) -> str | None:
@@ -200,13 +146,14 @@ def download(
 ) -> str:
     """Download ``url`` into the cache once and return the local path.
 
-    Only ``https://`` is accepted (redirects too). The body is streamed into a temporary
-    file in the cache folder, capped at ``max_bytes`` (by ``Content-Length`` and by the
-    bytes actually received), checked against ``sha256`` (argument, or a
-    ``#sha256=<hex>`` URL fragment) and renamed into place only when complete, so an
-    interrupted or bad download never leaves a file behind. Each URL gets its own cache
-    folder (two URLs ending in ``model.pdparams`` do not collide). ``timeout`` bounds
-    each network read, ``deadline`` (default :data:`DOWNLOAD_DEADLINE_S` or the
+    Only ``https://`` is accepted (redirects too). The body is streamed through
+    :func:`ppRestore.files.atomic_write` into a temporary file in the cache folder,
+    capped at ``max_bytes`` (by ``Content-Length`` and by the bytes actually received),
+    checked against ``sha256`` (argument, or a ``#sha256=<hex>`` URL fragment) and
+    renamed into place only when complete, so an interrupted or bad download never
+    leaves a file behind. Each URL gets its own cache folder (two URLs ending in
+    ``model.pdparams`` do not collide). ``timeout`` bounds each network read,
+    ``deadline`` (default :data:`DOWNLOAD_DEADLINE_S` or the
     ``PPRESTORE_DOWNLOAD_DEADLINE`` variable) the whole transfer; it is checked after
     every received chunk, so it can be overshot by at most one ``timeout``.
 
@@ -214,6 +161,39 @@ def download(
         WeightsError: one line naming the URL and the problem (offline, HTTP error,
             too large, incomplete, checksum mismatch, not https).
     """
+    shown = _display(url)
+    sha256 = _check_url(url, sha256)
+    if deadline is None:
+        deadline = _download_deadline()
+    dst_dir = os.path.join(dst_dir or cache_dir(), _url_key(url))
+    dst = os.path.join(dst_dir, _cache_name(url))
+    if os.path.isfile(dst) and (sha256 is None or sha256_of(dst) == sha256):
+        return dst
+
+    def check(tmp: str) -> None:  # before the rename: a bad file is discarded
+        got = sha256_of(tmp)
+        if got != sha256:
+            raise WeightsError(
+                f"{shown}: checksum mismatch (expected {sha256}, got {got}); file discarded"
+            )
+
+    def fetch(f: BinaryIO) -> None:
+        _fetch_into(f, url, max_bytes, timeout, context, deadline)
+
+    try:
+        # every network failure is already a WeightsError: an OSError here is the cache
+        atomic_write(dst, fetch, prefix=".download-", check=check if sha256 else None)
+    except OSError as e:
+        raise WeightsError(
+            f"cannot write to the download cache {dst_dir} ({e.strerror or e}); set "
+            "PPRESTORE_HOME to a writable folder"
+        ) from None
+    return dst
+
+
+def _check_url(url: str, sha256: str | None) -> str | None:
+    """Refuse anything but an ``https://`` URL with a host; the expected checksum
+    (``sha256``, else the URL's ``#sha256=`` fragment; they must agree), lower-case."""
     parsed = urllib.parse.urlsplit(url)
     shown = _display(url)
     if parsed.scheme != "https":
@@ -227,87 +207,87 @@ def download(
     m = re.search(r"(?:^|&)sha256=([0-9a-fA-F]{64})(?:&|$)", parsed.fragment)
     if m and sha256 and m.group(1).lower() != sha256.lower():
         raise WeightsError(f"{shown}: the URL's #sha256= and the known checksum disagree")
-    sha256 = (sha256 or (m.group(1) if m else None) or "").lower() or None
-    if deadline is None:
-        try:
-            deadline = float(os.environ.get("PPRESTORE_DOWNLOAD_DEADLINE", DOWNLOAD_DEADLINE_S))
-        except ValueError:
-            deadline = DOWNLOAD_DEADLINE_S
-    key = hashlib.sha256(urllib.parse.urldefrag(url)[0].encode("utf-8")).hexdigest()[:16]
-    dst_dir = os.path.join(dst_dir or cache_dir(), key)
-    dst = os.path.join(dst_dir, _cache_name(url))
-    if os.path.isfile(dst) and (sha256 is None or sha256_of(dst) == sha256):
-        return dst
+    return (sha256 or (m.group(1) if m else None) or "").lower() or None
+
+
+def _download_deadline() -> float:
+    """:data:`DOWNLOAD_DEADLINE_S`, or ``PPRESTORE_DOWNLOAD_DEADLINE`` when it is a number."""
     try:
-        os.makedirs(dst_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dst_dir)
-    except OSError as e:
-        raise WeightsError(
-            f"cannot write to the download cache {dst_dir} ({e.strerror or e}); set "
-            "PPRESTORE_HOME to a writable folder"
-        ) from None
+        return float(os.environ.get("PPRESTORE_DOWNLOAD_DEADLINE", DOWNLOAD_DEADLINE_S))
+    except ValueError:
+        return DOWNLOAD_DEADLINE_S
+
+
+def _url_key(url: str) -> str:
+    """The cache sub-folder of ``url`` (its hash without the fragment)."""
+    return hashlib.sha256(urllib.parse.urldefrag(url)[0].encode("utf-8")).hexdigest()[:16]
+
+
+def _fetch_into(
+    f: BinaryIO,
+    url: str,
+    max_bytes: int,
+    timeout: float,
+    context: ssl.SSLContext | None,
+    deadline: float,
+) -> None:
+    """Stream ``url``'s body into ``f`` (:func:`_copy_capped`); every network failure
+    becomes a one-line WeightsError."""
+    shown = _display(url)
     t_end = time.monotonic() + deadline
     try:
-        try:
-            with os.fdopen(fd, "wb") as f, _open(url, min(timeout, deadline), context) as r:
-                length = r.headers.get("Content-Length")
-                try:
-                    length = int(length) if length is not None else None
-                except ValueError:
-                    length = None  # a garbled header: rely on the streamed count
-                if length is not None and length > max_bytes:
-                    raise WeightsError(
-                        f"{shown}: {length} bytes exceeds the {max_bytes}-byte download cap"
-                    )
-                total = 0
-                # read1 returns whatever arrived (a slow server cannot hold one call for
-                # long); fake responses in tests may only have read
-                read = getattr(r, "read1", None) or r.read
-                for chunk in iter(lambda: read(1 << 20), b""):
-                    if time.monotonic() > t_end:
-                        raise WeightsError(
-                            f"cannot download {shown}: not finished after {deadline:g} s "
-                            f"({total} bytes so far); set PPRESTORE_DOWNLOAD_DEADLINE "
-                            "to allow longer, or download it by hand"
-                        )
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise WeightsError(f"{shown}: download exceeds the {max_bytes}-byte cap")
-                    f.write(chunk)
-                if length is not None and total != length:
-                    raise WeightsError(
-                        f"{shown}: download incomplete ({total} of {length} bytes); try again"
-                    )
-        except urllib.error.HTTPError as e:
-            e.close()
+        with _open(url, min(timeout, deadline), context) as r:
+            _copy_capped(r, f, shown, max_bytes, deadline, t_end)
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise WeightsError(
+            f"cannot download {shown}: the server answered HTTP {e.code} {e.reason}"
+        ) from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        if isinstance(reason, ssl.SSLError):
             raise WeightsError(
-                f"cannot download {shown}: the server answered HTTP {e.code} {e.reason}"
+                f"cannot download {shown}: TLS/certificate error ({reason})"
             ) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", None) or e
-            if isinstance(reason, ssl.SSLError):
-                raise WeightsError(
-                    f"cannot download {shown}: TLS/certificate error ({reason})"
-                ) from None
+        raise WeightsError(
+            f"cannot download {shown} ({reason}); are you offline? Download it by hand "
+            "and pass the local file to --model_path"
+        ) from None
+    except http.client.HTTPException as e:  # IncompleteRead, BadStatusLine, ...
+        raise WeightsError(
+            f"cannot download {shown}: connection broke off ({type(e).__name__}); try again"
+        ) from None
+
+
+def _copy_capped(
+    r: Any, f: BinaryIO, shown: str, max_bytes: int, deadline: float, t_end: float
+) -> None:
+    """Copy response ``r`` into ``f``: at most ``max_bytes`` (declared and received),
+    finished by ``t_end`` (``time.monotonic()``), exactly ``Content-Length`` bytes."""
+    length = r.headers.get("Content-Length")
+    try:
+        length = int(length) if length is not None else None
+    except ValueError:
+        length = None  # a garbled header: rely on the streamed count
+    if length is not None and length > max_bytes:
+        raise WeightsError(f"{shown}: {length} bytes exceeds the {max_bytes}-byte download cap")
+    total = 0
+    # read1 returns whatever arrived (a slow server cannot hold one call for long); fake
+    # responses in tests may only have read
+    read = getattr(r, "read1", None) or r.read
+    for chunk in iter(lambda: read(1 << 20), b""):
+        if time.monotonic() > t_end:
             raise WeightsError(
-                f"cannot download {shown} ({reason}); are you offline? Download it by hand "
-                "and pass the local file to --model_path"
-            ) from None
-        except http.client.HTTPException as e:  # IncompleteRead, BadStatusLine, ...
-            raise WeightsError(
-                f"cannot download {shown}: connection broke off ({type(e).__name__}); try again"
-            ) from None
-        if sha256 is not None:
-            got = sha256_of(tmp)
-            if got != sha256:
-                raise WeightsError(
-                    f"{shown}: checksum mismatch (expected {sha256}, got {got}); file discarded"
-                )
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dst
+                f"cannot download {shown}: not finished after {deadline:g} s "
+                f"({total} bytes so far); set PPRESTORE_DOWNLOAD_DEADLINE "
+                "to allow longer, or download it by hand"
+            )
+        total += len(chunk)
+        if total > max_bytes:
+            raise WeightsError(f"{shown}: download exceeds the {max_bytes}-byte cap")
+        f.write(chunk)
+    if length is not None and total != length:
+        raise WeightsError(f"{shown}: download incomplete ({total} of {length} bytes); try again")
 
 
 def resolve_weights(spec: str, cache_dir: str | None = None, mirror: str | None = None) -> str:
@@ -331,36 +311,7 @@ def resolve_weights(spec: str, cache_dir: str | None = None, mirror: str | None 
             if os.path.isfile(local):
                 return local
         if entry.get("url"):
-            mirror = mirror_setting(mirror)
-            url = mirrored_url(entry["url"], spec, mirror)
-            if "://" not in url:  # found in a local mirror folder
-                return url
-            # On a terminal, say what the wait is for; the line is erased if the download
-            # fails (the error stays one line) and ends in "done" otherwise.
-            key = hashlib.sha256(urllib.parse.urldefrag(url)[0].encode("utf-8")).hexdigest()[:16]
-            cached = os.path.join(cache_dir or _cache_root(), key, _cache_name(url))
-            tty = not os.path.isfile(cached) and sys.stderr.isatty()
-            if tty:
-                size = f" (~{entry['size_mb']} MB)" if entry.get("size_mb") else ""
-                print(
-                    f"downloading zoo model '{spec}'{size} from {_display(url)} once ...",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            try:
-                path = download(url, dst_dir=cache_dir, sha256=entry.get("sha256"))
-            except WeightsError as e:
-                if tty:
-                    print("\r\033[K", end="", file=sys.stderr, flush=True)
-                if "download" not in str(e) or mirror:
-                    raise
-                raise WeightsError(
-                    f"zoo model '{spec}': {e} (or set PPRESTORE_MIRROR to a mirror)"
-                ) from None
-            if tty:
-                print(" done", file=sys.stderr, flush=True)
-            return path
+            return _download_zoo_entry(spec, entry, cache_dir, mirror)
         raise WeightsError(f"zoo model '{spec}' has no shipped file and no URL")
     if os.path.isdir(spec):
         for cand in ("model.pdparams", "model.safetensors"):
@@ -374,3 +325,39 @@ def resolve_weights(spec: str, cache_dir: str | None = None, mirror: str | None 
         f"weights not found: '{spec}' is not a file, an https URL or a zoo name{hint} "
         f"(zoo names: {known})"
     )
+
+
+def _download_zoo_entry(
+    name: str, entry: Dict[str, str], cache_dir: str | None, mirror: str | None
+) -> str:
+    """The local copy of zoo entry ``name``'s ``url``: from a local mirror folder, or
+    downloaded (through ``mirror`` or ``$PPRESTORE_MIRROR`` when set) into the cache."""
+    mirror = mirror_setting(mirror)
+    url = mirrored_url(entry["url"], name, mirror)
+    if "://" not in url:  # found in a local mirror folder
+        return url
+    # On a terminal, say what the wait is for; the line is erased if the download
+    # fails (the error stays one line) and ends in "done" otherwise.
+    cached = os.path.join(cache_dir or _cache_root(), _url_key(url), _cache_name(url))
+    tty = not os.path.isfile(cached) and sys.stderr.isatty()
+    if tty:
+        size = f" (~{entry['size_mb']} MB)" if entry.get("size_mb") else ""
+        print(
+            f"downloading zoo model '{name}'{size} from {_display(url)} once ...",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        path = download(url, dst_dir=cache_dir, sha256=entry.get("sha256"))
+    except WeightsError as e:
+        if tty:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        if "download" not in str(e) or mirror:
+            raise
+        raise WeightsError(
+            f"zoo model '{name}': {e} (or set PPRESTORE_MIRROR to a mirror)"
+        ) from None
+    if tty:
+        print(" done", file=sys.stderr, flush=True)
+    return path
