@@ -57,10 +57,8 @@ class ErrorKind(NamedTuple):
 ERROR_TABLE: tuple = (
     ErrorKind("ppRestore.config", "ConfigError", "Config problem", EXIT_USAGE),
     ErrorKind("ppRestore.registry", "RegistryError", "Config problem", EXIT_USAGE),
-    ErrorKind(
-        "ppRestore.weights.safe_load", "UnsafeWeightsError", "Refused unsafe weights file", 2
-    ),
-    ErrorKind("ppRestore.weights.safe_load", "WeightsError", "Weights problem", EXIT_USAGE),
+    ErrorKind("ppRestore.weights.errors", "UnsafeWeightsError", "Refused unsafe weights file", 2),
+    ErrorKind("ppRestore.weights.errors", "WeightsError", "Weights problem", EXIT_USAGE),
     ErrorKind("ppRestore.engine.checkpoint", "CheckpointError", "Checkpoint problem", EXIT_USAGE),
     ErrorKind("ppRestore.engine.lock", "SaveDirBusyError", "Save folder in use", EXIT_USAGE),
     ErrorKind(
