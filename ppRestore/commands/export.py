@@ -33,6 +33,22 @@ def main(argv=None) -> int:
         help="fixed input shape; -1 keeps a dimension dynamic (default: -1 C -1 -1)",
     )
     p.add_argument("--format", default="paddle", choices=["paddle", "onnx"])
+    _add_int8_args(p)
+    p.add_argument(
+        "--no_check", action="store_true", help="skip the exported-vs-dynamic comparison"
+    )
+    p.add_argument(
+        "--no_measure_memory", action="store_true", help="skip measuring memory per pixel"
+    )
+    p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
+    args = p.parse_args(argv)
+
+    from ppRestore.errors import run_cli
+
+    return run_cli(_run, args)
+
+
+def _add_int8_args(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("int8 (post-training static quantisation, CPU)")
     q.add_argument(
         "--quantize",
@@ -77,18 +93,6 @@ def main(argv=None) -> int:
     )
     q.add_argument("--bias_correction", action="store_true", help="empirical bias correction (off)")
     q.add_argument("--equalize", action="store_true", help="cross-layer equalisation first (off)")
-    p.add_argument(
-        "--no_check", action="store_true", help="skip the exported-vs-dynamic comparison"
-    )
-    p.add_argument(
-        "--no_measure_memory", action="store_true", help="skip measuring memory per pixel"
-    )
-    p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
-    args = p.parse_args(argv)
-
-    from ppRestore.errors import run_cli
-
-    return run_cli(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -2,28 +2,25 @@
 
 ``tools/export.py ... --quantize int8 --calib_dir DIR`` calls :func:`quantize_int8`:
 
-1. the export's ``model.onnx`` runs through ppRestore's own Predictor on the images of
-   ``calib_dir`` (crops at several sizes, the model's colour handling and padding), and
-   the network inputs it really sees are recorded. A denoiser is calibrated on what it
-   will see: Gaussian noise (``calib_noise``, sigma 25 by default for ``task: denoise``)
-   is added to those inputs; raw models get synthesised sensor noise;
-2. BatchNorm and bias additions are folded into the convolutions, and ONNX Runtime's
-   ``quantize_static`` calibrates activation ranges on the inputs (MinMax) and writes
-   ``model_int8.onnx`` in QDQ form: per-channel int8 weights and uint8 activations
-   around every convolution (and matrix product). A ReLU after a convolution is fused:
-   the convolution's output is quantised once, on the ReLU's range (``fuse_relu``);
-3. the QDQ graph is then made closer to float (:mod:`~ppRestore.inference.int8_recipes`):
-   GPTQ rounding of the int8 weights on the calibration inputs (``gptq``), the
-   restored image left in float at the output (``float_output``), optionally empirical
-   bias correction (``bias_correction``). The file runs int8 kernels on ONNX Runtime
-   and on OpenVINO, which reads the same QuantizeLinear / DequantizeLinear pairs;
-4. layers named in ``keep_fp32`` (``first``/``last`` convolution, node names, or
-   ``auto``) stay in float (:mod:`~ppRestore.inference.int8_keep`);
-5. the result is checked: the input's height and width stay dynamic in the graph (a
-   file calibrated at one size runs at any other), and int8 is compared with fp32 at an
-   odd size none of the calibration crops had.
-
-``deploy.yaml`` records the file as ``int8_onnx_file``; ``--precision int8`` runs it.
+1. ``model.onnx`` runs through ppRestore's own Predictor on crops of the images of
+   ``calib_dir`` (the model's colour handling and padding; no tiling) and the network
+   inputs it sees are recorded. A denoiser is calibrated on what it will see: Gaussian
+   noise (``calib_noise``, sigma 25 by default for ``task: denoise``) is added; raw
+   models get synthesised sensor noise;
+2. BatchNorm and biases are folded into the convolutions, and ONNX Runtime's
+   ``quantize_static`` calibrates activation ranges (MinMax) and writes
+   ``model_int8.onnx`` in QDQ form: per-channel int8 weights, uint8 activations around
+   every convolution (and matrix product); a ReLU after a convolution is fused into
+   its output's quantisation (``fuse_relu``);
+3. :mod:`~ppRestore.inference.int8_recipes` brings the QDQ graph closer to float: GPTQ
+   weight rounding (``gptq``), float skip paths and output (``float_output``), and, off
+   by default, bias correction and cross-layer equalisation (``equalize``). The file
+   runs int8 kernels on ONNX Runtime and on OpenVINO (same QDQ pairs);
+4. layers in ``keep_fp32`` (``first``/``last``, node names, ``auto``) stay in float
+   (:mod:`~ppRestore.inference.int8_keep`);
+5. the input's height and width must stay dynamic, and int8 is compared with fp32 at
+   an odd size no calibration crop had. ``deploy.yaml`` records the file as
+   ``int8_onnx_file``; ``--precision int8`` runs it.
 """
 
 from __future__ import annotations
@@ -101,20 +98,7 @@ def collect_calibration_inputs(
         files = []
     files = files[: int(max_images)]
     if raw:
-        from ..data.raw import add_raw_noise, read_raw, unprocess_rgb
-        from .batch import list_raw_files
-
-        if not files:
-            for i, f in enumerate(list_raw_files(calib_dir)[: int(max_images)]):
-                r = read_raw(f, "RGGB" if f.lower().endswith(".npy") else None)
-                for crop in _crops(r.bayer, [s - s % 2 for s in sizes], rng):
-                    pred.restore_raw(crop, float(isos[i % len(isos)]), r.pattern)
-        for i, f in enumerate(files):
-            rgb = read_image(f).to_float()
-            for j, crop in enumerate(_crops(rgb, sizes, rng)):
-                bayer, _ = unprocess_rgb(crop, rng)
-                iso = float(isos[(i + j) % len(isos)])
-                pred.restore_raw(add_raw_noise(bayer, iso, rng), iso, "RGGB")
+        _feed_raw(pred, calib_dir, files, sizes, max_images, isos, rng)
     else:
         for f in files:
             for crop in _crops(read_image(f).to_float(), sizes, rng):
@@ -124,12 +108,33 @@ def collect_calibration_inputs(
     return seen
 
 
+def _feed_raw(pred: Any, calib_dir: str, files: list, sizes, max_images: int, isos, rng) -> None:
+    """Run a raw model's Predictor on Bayer frames synthesised from ``files`` (or on the
+    folder's own raw frames when it has no images)."""
+    from ..data.io import read_image
+    from ..data.raw import add_raw_noise, read_raw, unprocess_rgb
+    from .batch import list_raw_files
+
+    if not files:
+        for i, f in enumerate(list_raw_files(calib_dir)[: int(max_images)]):
+            r = read_raw(f, "RGGB" if f.lower().endswith(".npy") else None)
+            for crop in _crops(r.bayer, [s - s % 2 for s in sizes], rng):
+                pred.restore_raw(crop, float(isos[i % len(isos)]), r.pattern)
+    for i, f in enumerate(files):
+        rgb = read_image(f).to_float()
+        for j, crop in enumerate(_crops(rgb, sizes, rng)):
+            bayer, _ = unprocess_rgb(crop, rng)
+            iso = float(isos[(i + j) % len(isos)])
+            pred.restore_raw(add_raw_noise(bayer, iso, rng), iso, "RGGB")
+
+
 def _dynamic_hw(model: Any) -> bool:
     dims = model.graph.input[0].type.tensor_type.shape.dim
     return len(dims) == 4 and all(not d.HasField("dim_value") for d in (dims[2], dims[3]))
 
 
 _METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+_METHOD_TEXT = "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations, "
 
 
 def _fold(src: str, dst: str) -> None:
@@ -273,27 +278,79 @@ def quantize_int8(
     bias_correction: bool = False,
     equalize: bool = False,
 ) -> Dict[str, Any]:
-    """Write ``export_dir/model_int8.onnx`` from ``model.onnx`` calibrated on
-    ``calib_dir`` and record it in ``deploy.yaml``; returns the ``int8`` section.
+    """Write ``model_int8.onnx`` calibrated on ``calib_dir``; returns deploy.yaml's ``int8``.
 
     Args:
-        sizes: crop sizes (pixels) taken from each calibration image.
-        max_images: calibration images used (sorted names, first ones).
-        keep_fp32: layers left in float (``first``, ``last`` or ONNX node names), and
-            ``auto``: measure each quantised layer's effect on the output and keep the
-            worst ones in float (at most ``max_keep``) until int8 is within
-            ``target_psnr`` dB PSNR of fp32 on calibration crops (:func:`auto_keep`).
-        method: activation range calibration: ``minmax`` (the whole range seen),
-            ``percentile`` (99.999th percentile: a finer step, outliers clipped) or
-            ``entropy``.
-        calib_noise: Gaussian noise sigma (0-255) added to the calibration inputs;
-            None: 25 for ``task: denoise`` exports, else 0.
-        fuse_relu, gptq, float_output, bias_correction: the techniques of step 2-3 of
-            the module docstring (all but bias correction on by default: they helped
-            on the four real-weight models of docs/benchmarks.md).
+        sizes, max_images: crop sizes (pixels) per image; images used (first names).
+        keep_fp32: layers left in float (``first``, ``last``, ONNX node names) and
+            ``auto``: the worst layers alone (at most ``max_keep``) until int8 is within
+            ``target_psnr`` dB of fp32 on calibration crops (:func:`auto_keep`).
+        method: activation ranges: ``minmax``, ``percentile`` (99.999th) or ``entropy``.
+        calib_noise: Gaussian sigma (0-255) added to calibration inputs; None: 25 for
+            ``task: denoise`` exports, else 0.
+        fuse_relu, gptq, float_output, bias_correction, equalize: the module's
+            techniques; the first three (default on) helped on docs/benchmarks.md's models.
     """
     if method not in _METHODS:
         raise ValueError(f"calibration method must be one of {', '.join(_METHODS)}, got '{method}'")
+    import onnx
+
+    info, src = _load_export(export_dir)
+    noise = _default_noise(info, calib_noise)
+    inputs = collect_calibration_inputs(
+        export_dir, calib_dir, sizes, max_images, seed=seed, noise=noise
+    )
+    shapes = sorted({tuple(x.shape[2:]) for x in inputs})
+    log(f"int8: {len(inputs)} calibration inputs, sizes {', '.join(f'{h}x{w}' for h, w in shapes)}")
+    dst = os.path.join(export_dir, INT8_ONNX)
+    tmp, opt = dst + ".tmp.onnx", dst + ".fp32-folded.onnx"
+    _fold(src, opt)
+    fmodel = onnx.load(opt)
+    if equalize and _equalize(fmodel, inputs, log):
+        onnx.save(fmodel, opt)
+    opts = dict(gptq=gptq, float_output=float_output, bias_correction=bias_correction,
+                fuse_relu=fuse_relu, target_psnr=target_psnr, max_keep=max_keep)  # fmt: skip
+    keep, applied, sens = _build(opt, tmp, fmodel, inputs, keep_fp32, method, opts, log)
+    recipe = ["cross_layer_equalization"] * bool(equalize) + ["relu_fusion"] * bool(fuse_relu)
+    recipe += applied
+    os.remove(opt)
+    section = {
+        "file": INT8_ONNX, "method": _METHOD_TEXT + _METHODS[method], "recipe": recipe,
+        "calib_dir": os.path.abspath(calib_dir), "calib_inputs": len(inputs),
+        "calib_sizes": [f"{a}x{b}" for a, b in shapes], "calib_noise": noise,
+        "kept_fp32": keep, "auto_keep_error": {k: round(v, 2) for k, v in sens.items()} or None,
+    }  # fmt: skip
+    return _publish(export_dir, info, tmp, section, shapes, inputs[0], log)
+
+
+def _build(opt, tmp, fmodel, inputs, keep_fp32, method, opts, log) -> tuple:
+    """Quantise the folded graph ``opt`` to ``tmp`` with the layers of ``keep_fp32``
+    (and ``auto``'s choice) in float; returns (kept, recipes applied, auto's gains)."""
+    import onnx
+
+    keep = select_keep_nodes(fmodel, [k for k in keep_fp32 if str(k) != "auto"])
+
+    def build(exclude: List[str]) -> List[str]:
+        relus = relus_after(fmodel, exclude) + relus_after(fmodel, None)
+        relus = relus if opts["fuse_relu"] else []
+        _ort_quantize(opt, tmp, inputs, method, exclude + relus, opts["fuse_relu"])
+        return _refine(tmp, fmodel, inputs, opts)
+
+    sens: Dict[str, float] = {}
+    if "auto" in [str(k) for k in keep_fp32]:
+        build(keep)
+        step = max(1, len(inputs) // 6)
+        probe = [np.ascontiguousarray(x[:, :, :96, :96]) for x in inputs[::step]]
+        q = onnx.load(tmp)
+        extra, sens = auto_keep(fmodel, q, probe, opts["target_psnr"], opts["max_keep"], log)
+        keep = keep + [k for k in extra if k not in keep]
+    if keep:
+        log(f"int8: kept in fp32: {', '.join(keep)}")
+    return keep, build(keep), sens
+
+
+def _load_export(export_dir: str) -> tuple:
+    """(deploy.yaml contents, path of the fp32 ONNX file) of an export."""
     try:
         import onnx
         import onnxruntime  # noqa: F401
@@ -301,79 +358,42 @@ def quantize_int8(
         raise ImportError(
             "int8 quantisation needs onnx and onnxruntime: pip install ppRestore[onnx]"
         ) from None
-    from .export import drop_unused_pad_values, write_deploy_yaml
+    from .export import drop_unused_pad_values
     from .predictor import load_deploy_yaml
 
     info = load_deploy_yaml(export_dir)
     src = os.path.join(export_dir, info.get("onnx_file", "model.onnx"))
     if not os.path.isfile(src):
         raise FileNotFoundError(f"{src}: --quantize int8 needs the ONNX export (--format onnx)")
-    noise = _default_noise(info, calib_noise)
-    inputs = collect_calibration_inputs(
-        export_dir, calib_dir, sizes, max_images, seed=seed, noise=noise
-    )
-    shapes = sorted({tuple(x.shape[2:]) for x in inputs})
-    log(f"int8: {len(inputs)} calibration inputs, sizes {', '.join(f'{h}x{w}' for h, w in shapes)}")
     fp32_model = onnx.load(src)
     if drop_unused_pad_values(fp32_model):  # an export made before export_onnx did this
         onnx.save(fp32_model, src)
-    dst = os.path.join(export_dir, INT8_ONNX)
-    tmp, opt = dst + ".tmp.onnx", dst + ".fp32-folded.onnx"
-    _fold(src, opt)
-    fmodel = onnx.load(opt)
-    if equalize and _equalize(fmodel, inputs, log):
-        onnx.save(fmodel, opt)
-    keep = select_keep_nodes(fmodel, [k for k in keep_fp32 if str(k) != "auto"])
-    opts = {"gptq": gptq, "float_output": float_output, "bias_correction": bias_correction}
+    return info, src
 
-    def build(exclude: List[str]) -> List[str]:
-        relus = relus_after(fmodel, exclude) + relus_after(fmodel, None) if fuse_relu else []
-        _ort_quantize(opt, tmp, inputs, method, exclude + relus, fuse_relu)
-        return _refine(tmp, fmodel, inputs, opts)
 
-    sens: Dict[str, float] = {}
-    if "auto" in [str(k) for k in keep_fp32]:
-        build(keep)
-        probe = [
-            np.ascontiguousarray(x[:, :, :96, :96]) for x in inputs[:: max(1, len(inputs) // 6)]
-        ]
-        extra, sens = auto_keep(fmodel, onnx.load(tmp), probe, target_psnr, max_keep, log)
-        keep = keep + [k for k in extra if k not in keep]
-    if keep:
-        log(f"int8: kept in fp32: {', '.join(keep)}")
-    applied = build(keep)
-    os.remove(opt)
+def _publish(
+    export_dir: str, info: Dict, tmp: str, section: Dict, shapes: list, x0, log: Callable
+) -> Dict[str, Any]:
+    """Move the quantised file ``tmp`` into place, record it in deploy.yaml, check it."""
+    import onnx
+
+    from .export import write_deploy_yaml
+
     q = onnx.load(tmp)
     if not _dynamic_hw(q):
         os.remove(tmp)
         raise RuntimeError("the quantised graph has a fixed input height/width; not written")
-    os.replace(tmp, dst)
+    os.replace(tmp, os.path.join(export_dir, INT8_ONNX))
     n_q = sum(1 for n in q.graph.node if n.op_type == "QuantizeLinear")
-    recipe = (["relu_fusion"] if fuse_relu else []) + applied
-    if equalize:
-        recipe.insert(0, "cross_layer_equalization")
-    section = {
-        "file": INT8_ONNX,
-        "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, "
-        f"uint8 activations, {_METHODS[method]}",
-        "recipe": recipe,
-        "calib_dir": os.path.abspath(calib_dir),
-        "calib_inputs": len(inputs),
-        "calib_sizes": [f"{a}x{b}" for a, b in shapes],
-        "calib_noise": noise,
-        "kept_fp32": keep,
-        "auto_keep_error": {k: round(v, 2) for k, v in sens.items()} if sens else None,
-        "quantized_tensors": n_q,
-    }
+    section["quantized_tensors"] = n_q
     info["int8_onnx_file"] = INT8_ONNX
     info["int8"] = section
     write_deploy_yaml(export_dir, {k: v for k, v in info.items() if k != "_dir"})
-    section["check"] = _check(export_dir, info, shapes, inputs[0])
+    c = section["check"] = _check(export_dir, info, shapes, x0)
     write_deploy_yaml(export_dir, {k: v for k, v in info.items() if k != "_dir"})
-    c = section["check"]
     log(
-        f"int8: {INT8_ONNX} ({n_q} quantised tensors; {', '.join(recipe) or 'plain'}); at "
-        f"{c['size']} (not a calibration size) max |int8 - fp32| = {c['max_abs_diff']:.3g}, "
+        f"int8: {INT8_ONNX} ({n_q} quantised tensors; {', '.join(section['recipe']) or 'plain'}); "
+        f"at {c['size']} (not a calibration size) max |int8 - fp32| = {c['max_abs_diff']:.3g}, "
         f"PSNR vs fp32 {c['psnr_vs_fp32']:.1f} dB"
     )
     return section
