@@ -89,10 +89,14 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--quantized_output",
         action="store_true",
-        help="keep ONNX Runtime's Q/DQ on the output and skip paths",
+        help="quantise the output image too (ONNX Runtime's default)",
     )
     q.add_argument("--bias_correction", action="store_true", help="empirical bias correction (off)")
     q.add_argument("--equalize", action="store_true", help="cross-layer equalisation first (off)")
+    q.add_argument(
+        "--float_skips", action="store_true",
+        help="keep every residual path float (more accurate; fast on OpenVINO, slow on ONNX Runtime)",
+    )  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -125,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
             target_psnr=args.int8_target_psnr, calib_noise=args.calib_noise,
             fuse_relu=not args.no_relu_fusion, gptq=not args.no_gptq,
             float_output=not args.quantized_output, bias_correction=args.bias_correction,
-            equalize=args.equalize,
+            equalize=args.equalize, float_skips=args.float_skips,
         )  # fmt: skip
     print(f"exported to {args.save_dir} (deploy.yaml, model.*)", file=sys.stderr)
     return 0

@@ -278,16 +278,37 @@ def _act_pairs(qmodel: Any, fmodel: Any) -> List[Tuple[Any, List[Any], bool]]:
     return out
 
 
-def float_unread(qmodel: Any, fmodel: Any) -> int:
-    """Give float operators the float tensor: where a quantised activation is read by
-    additions, concatenations or the graph output (the restored image, a residual skip
-    path, the input image added back at the end), they read the tensor before its
+def _image_tail(qmodel: Any) -> set:
+    """Tensors of the output end: those a graph output is computed from without another
+    int8 operator in between (the last convolution's output, the input image added back
+    in a residual network), and the graph input itself."""
+    prod = _producers(qmodel)
+    todo = [o.name for o in qmodel.graph.output]
+    tail = {i.name for i in qmodel.graph.input}
+    while todo:
+        t = todo.pop()
+        if t in tail:
+            continue
+        tail.add(t)
+        n = prod.get(t)
+        if n is not None and n.op_type not in _INT8_OPS[:3]:
+            todo.extend(n.input)
+    return tail
+
+
+def float_unread(qmodel: Any, fmodel: Any, skips: bool = False) -> int:
+    """Give float operators the float tensor: where a quantised activation is read by an
+    addition, a concatenation or the graph output, they read the tensor before its
     QuantizeLinear -> DequantizeLinear pair, and a pair that no int8 operator reads is
-    removed. ONNX Runtime quantises every convolution's output and input for its int8
-    kernels; on a skip path that would round the running features or the image itself
-    to 8 bits. Where the pair also stood for a fused ReLU, a ReLU takes its place.
-    Returns how many activations were changed."""
+    removed. ONNX Runtime quantises every convolution's output for its int8 kernel
+    (QLinearConv); on the restored image, the input image added back, or (``skips``)
+    every residual path, that rounds the image or the running features to 8 bits.
+    Only the image's own tensors by default: on ONNX Runtime a convolution whose output
+    stays float runs in float (OpenVINO runs it in int8 either way). Where the pair also
+    stood for a fused ReLU, a ReLU takes its place. Returns the activations changed."""
     from onnx import helper
+
+    tail = None if skips else _image_tail(qmodel)
 
     consumers: Dict[str, List[Any]] = {}
     for n in qmodel.graph.node:
@@ -296,6 +317,9 @@ def float_unread(qmodel: Any, fmodel: Any) -> int:
     outs = {o.name for o in qmodel.graph.output}
     drop, relus, rename, changed = set(), {}, {}, 0
     for qn, dqs, fused in _act_pairs(qmodel, fmodel):
+        if tail is not None and not any(d.output[0] in tail for d in dqs):
+            if qn.input[0] not in tail:
+                continue
         int8 = any(_read_by_int8(d.output[0], consumers) for d in dqs)
         floats = [
             (n, d.output[0])

@@ -13,9 +13,9 @@
    every convolution (and matrix product); a ReLU after a convolution is fused into
    its output's quantisation (``fuse_relu``);
 3. :mod:`~ppRestore.inference.int8_recipes` brings the QDQ graph closer to float: GPTQ
-   weight rounding (``gptq``), float skip paths and output (``float_output``), and, off
-   by default, bias correction and cross-layer equalisation (``equalize``). The file
-   runs int8 kernels on ONNX Runtime and on OpenVINO (same QDQ pairs);
+   weight rounding (``gptq``), the image's tensors left float (``float_output``), and,
+   off by default, every residual path float (``float_skips``: slow on ONNX Runtime),
+   bias correction and cross-layer equalisation. ONNX Runtime and OpenVINO run it;
 4. layers in ``keep_fp32`` (``first``/``last``, node names, ``auto``) stay in float
    (:mod:`~ppRestore.inference.int8_keep`);
 5. the input's height and width must stay dynamic, and int8 is compared with fp32 at
@@ -138,9 +138,8 @@ _METHOD_TEXT = "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint
 
 
 def _fold(src: str, dst: str) -> None:
-    """Fold BatchNorm (and constant Mul/Add) into the convolutions: quantising a conv
-    output before its per-channel BN scale crushes the channels BN scales up. ONNX
-    Runtime's provider-independent "basic" rewrites keep the graph's dynamic shapes."""
+    """Fold BatchNorm (and constant Mul/Add) into the convolutions (quantising before a
+    per-channel BN scale crushes channels) with ORT's "basic" rewrites (shapes stay)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -207,8 +206,9 @@ def _refine(path: str, fmodel: Any, inputs: List[np.ndarray], opts: Dict[str, bo
         done.append("gptq")
     if opts.get("bias_correction") and rec.correct_biases(q, fmodel, few):
         done.append("bias_correction")
-    if opts.get("float_output") and rec.float_unread(q, fmodel):
-        done.append("float_skip_and_output")
+    skips = bool(opts.get("float_skips"))
+    if (opts.get("float_output") or skips) and rec.float_unread(q, fmodel, skips):
+        done.append("float_skips_and_output" if skips else "float_output")
     onnx.save(q, path)
     return done
 
@@ -254,10 +254,9 @@ def _equalize(fmodel: Any, inputs: List[np.ndarray], log: Callable[[str], None])
 
 
 def _default_noise(info: Dict[str, Any], calib_noise: float | None) -> float:
-    if calib_noise is not None:
-        return float(calib_noise)
-    color = (info.get("infer") or {}).get("color")
-    return 25.0 if info.get("task") == "denoise" and color != "raw" else 0.0
+    raw = (info.get("infer") or {}).get("color") == "raw"
+    denoise = 25.0 if info.get("task") == "denoise" and not raw else 0.0
+    return denoise if calib_noise is None else float(calib_noise)
 
 
 def quantize_int8(
@@ -277,6 +276,7 @@ def quantize_int8(
     float_output: bool = True,
     bias_correction: bool = False,
     equalize: bool = False,
+    float_skips: bool = False,
 ) -> Dict[str, Any]:
     """Write ``model_int8.onnx`` calibrated on ``calib_dir``; returns deploy.yaml's ``int8``.
 
@@ -288,8 +288,8 @@ def quantize_int8(
         method: activation ranges: ``minmax``, ``percentile`` (99.999th) or ``entropy``.
         calib_noise: Gaussian sigma (0-255) added to calibration inputs; None: 25 for
             ``task: denoise`` exports, else 0.
-        fuse_relu, gptq, float_output, bias_correction, equalize: the module's
-            techniques; the first three (default on) helped on docs/benchmarks.md's models.
+        fuse_relu, gptq, float_output, float_skips, bias_correction, equalize: the
+            module's techniques; the first three (default on) helped (docs/benchmarks.md).
     """
     if method not in _METHODS:
         raise ValueError(f"calibration method must be one of {', '.join(_METHODS)}, got '{method}'")
@@ -308,8 +308,9 @@ def quantize_int8(
     fmodel = onnx.load(opt)
     if equalize and _equalize(fmodel, inputs, log):
         onnx.save(fmodel, opt)
-    opts = dict(gptq=gptq, float_output=float_output, bias_correction=bias_correction,
-                fuse_relu=fuse_relu, target_psnr=target_psnr, max_keep=max_keep)  # fmt: skip
+    opts = dict(gptq=gptq, float_output=float_output, float_skips=float_skips,
+                bias_correction=bias_correction, fuse_relu=fuse_relu,
+                target_psnr=target_psnr, max_keep=max_keep)  # fmt: skip
     keep, applied, sens = _build(opt, tmp, fmodel, inputs, keep_fp32, method, opts, log)
     recipe = ["cross_layer_equalization"] * bool(equalize) + ["relu_fusion"] * bool(fuse_relu)
     recipe += applied
