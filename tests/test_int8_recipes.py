@@ -199,3 +199,28 @@ def test_bias_correction_removes_the_mean_shift(tmp_path):
     assert rec.correct_biases(q, fm, xs) == ["Conv.0", "Conv.1"]
     after = abs(float(np.mean([np.mean(a - b) for a, b in zip(_run(q, xs), ref)])))
     assert after < 0.5 * shift + 1e-5, (shift, after)
+
+
+def test_float_skips_only_on_request(tmp_path):
+    """By default only the image's own tensors leave the int8 graph (ONNX Runtime runs a
+    conv with a float output in float); ``skips`` frees every residual path too."""
+    fm = _model(tmp_path / "m.onnx", residual=True)
+    rng = np.random.default_rng(5)
+    w3 = rng.normal(0, 0.3, (1, 1, 3, 3)).astype(np.float32)
+    fm.graph.initializer.append(numpy_helper.from_array(w3, "w3"))
+    add = next(n for n in fm.graph.node if n.op_type == "Add")
+    add.output[0] = "h"  # a second block after the residual addition
+    c3 = helper.make_node("Conv", ["h", "w3"], ["y"], name="Conv.2")
+    c3.attribute.append(helper.make_attribute("pads", [1, 1, 1, 1]))
+    fm.graph.node.append(c3)
+    xs = _images(3, 20, seed=4)
+    ref = _run(fm, xs)
+    q = _quantized(tmp_path, fm)
+    assert rec.float_unread(q, fm) == 2  # the output image; the input image's skip read
+    c2 = [n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "c2"]
+    assert len(c2) == 1  # the inner residual path stays quantised
+    q2 = _quantized(tmp_path, fm)
+    assert rec.float_unread(q2, fm, skips=True) == 3
+    assert not [n for n in q2.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "c2"]
+    for m in (q, q2):  # still a valid graph computing the same network (to int8 error)
+        assert _err(_run(m, xs), ref) < 0.1 * float(np.mean([np.mean(r**2) for r in ref]))
