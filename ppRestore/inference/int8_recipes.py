@@ -349,6 +349,10 @@ def float_unread(qmodel: Any, fmodel: Any, skips: bool = False) -> int:
         _rename_all(nodes, src, dst)
     del qmodel.graph.node[:]
     qmodel.graph.node.extend(nodes)
+    used = {i for n in nodes for i in n.input}  # the removed pairs' scales and zero points
+    unused = [t for t in qmodel.graph.initializer if t.name not in used]
+    for t in unused:
+        qmodel.graph.initializer.remove(t)
     return changed
 
 
