@@ -18,10 +18,11 @@ before:
   Quantization Through Weight Equalization and Bias Correction", section 4.2): the mean
   per-channel shift that quantisation adds to each convolution's output on the
   calibration images is subtracted from its int32 bias.
-* **float skip paths and output** (:func:`float_unread`): the QuantizeLinear /
-  DequantizeLinear pairs ONNX Runtime puts on convolution outputs that no int8
-  operator reads (those feeding residual additions, and the restored image itself) are
-  removed, so the running features and the image are not rounded to 256 levels.
+* **the image in float** (:func:`float_unread`): additions and the graph output read
+  the float tensor, not its QuantizeLinear/DequantizeLinear copy, and pairs no int8
+  operator reads are removed: by default for the image's own tensors (the restored
+  image, the input image added back), with ``skips`` on every residual path too, so
+  the image (and the running features) are not rounded to 256 levels.
 
 The weights are statistics of the calibration inputs only, never of a val set.
 """
