@@ -79,6 +79,13 @@ def main(argv=None) -> int:
         default=[],
         help="NAME=first,last,...: layers that model keeps in float in its int8 graph",
     )
+    p.add_argument(
+        "--int8_args",
+        action="append",
+        default=[],
+        help="NAME=ARGS: more tools/export.py int8 options for one model, space separated "
+        "(e.g. 'pmrnet=--int8_target_psnr 60 --no_gptq')",
+    )
     p.add_argument("--calib_sizes", type=int, nargs="+", default=[256, 160])
     p.add_argument("--calib_max", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
@@ -90,6 +97,7 @@ def main(argv=None) -> int:
     results = []
     calib = dict(kv.split("=", 1) for kv in args.calib)
     keep = {k: v.split(",") for k, v in (kv.split("=", 1) for kv in args.int8_keep)}
+    more = {k: v.split() for k, v in (kv.split("=", 1) for kv in args.int8_args)}
     for name, cfg, weights, opts in args.model:
         o = ["-o", *opts] if opts else []
         exp = os.path.join(work, name, "export")
@@ -103,6 +111,7 @@ def main(argv=None) -> int:
             fmt += ["--calib_sizes", *map(str, args.calib_sizes)]
             if keep.get(name):
                 fmt += ["--int8_keep", *keep[name]]
+            fmt += more.get(name, [])
         _run(
             [sys.executable, "tools/export.py", "-c", cfg, "--model_path", weights,
              "--save_dir", exp, "--no_measure_memory", *fmt, *o],

@@ -33,6 +33,22 @@ def main(argv=None) -> int:
         help="fixed input shape; -1 keeps a dimension dynamic (default: -1 C -1 -1)",
     )
     p.add_argument("--format", default="paddle", choices=["paddle", "onnx"])
+    _add_int8_args(p)
+    p.add_argument(
+        "--no_check", action="store_true", help="skip the exported-vs-dynamic comparison"
+    )
+    p.add_argument(
+        "--no_measure_memory", action="store_true", help="skip measuring memory per pixel"
+    )
+    p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
+    args = p.parse_args(argv)
+
+    from ppRestore.errors import run_cli
+
+    return run_cli(_run, args)
+
+
+def _add_int8_args(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("int8 (post-training static quantisation, CPU)")
     q.add_argument(
         "--quantize",
@@ -53,39 +69,67 @@ def main(argv=None) -> int:
         "--int8_keep",
         nargs="+",
         default=[],
-        help="layers kept in float: first, last (convolution) or ONNX node names",
+        help="layers kept in float: first, last (convolution), ONNX node names, or auto",
     )
-    p.add_argument(
-        "--no_check", action="store_true", help="skip the exported-vs-dynamic comparison"
+    q.add_argument(
+        "--calib_method", default="minmax", choices=["minmax", "percentile", "entropy"],
+        help="activation range calibration (default minmax)",
+    )  # fmt: skip
+    q.add_argument(
+        "--calib_noise", type=float, default=None, metavar="SIGMA",
+        help="Gaussian noise (0-255) added to calibration inputs; default 25 for "
+        "denoisers, 0 otherwise (0: the calibration images are already noisy)",
+    )  # fmt: skip
+    q.add_argument(
+        "--int8_target_psnr", type=float, default=47.0,
+        help="--int8_keep auto: keep layers in float until int8 is this close to fp32 (dB)",
+    )  # fmt: skip
+    q.add_argument("--no_relu_fusion", action="store_true", help="quantise conv and ReLU apart")
+    q.add_argument("--no_gptq", action="store_true", help="round int8 weights to nearest")
+    q.add_argument(
+        "--quantized_output",
+        action="store_true",
+        help="quantise the output image too (ONNX Runtime's default)",
     )
-    p.add_argument(
-        "--no_measure_memory", action="store_true", help="skip measuring memory per pixel"
-    )
-    p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
-    args = p.parse_args(argv)
-
-    from ppRestore.errors import run_cli
-
-    return run_cli(_run, args)
+    q.add_argument("--bias_correction", action="store_true", help="empirical bias correction (off)")
+    q.add_argument("--equalize", action="store_true", help="cross-layer equalisation first (off)")
+    q.add_argument(
+        "--float_skips", action="store_true",
+        help="keep every residual path float (more accurate; fast on OpenVINO, slow on ONNX Runtime)",
+    )  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
+
     from ppRestore.inference.export import export_model
 
+    if args.quantize:  # checked before the export, as export_model does
+        if not args.calib_dir:
+            raise ValueError("--quantize int8 needs --calib_dir (a folder of typical images)")
+        if not os.path.exists(args.calib_dir):
+            raise FileNotFoundError(f"--calib_dir {args.calib_dir}: not found")
     export_model(
         args.config,
         args.model_path,
         args.save_dir,
         input_shape=args.input_shape,
-        fmt=args.format,
+        fmt="onnx" if args.quantize else args.format,
         opts=args.opts,
         measure_memory=not args.no_measure_memory,
         check=not args.no_check,
-        quantize=args.quantize,
-        calib_dir=args.calib_dir,
-        calib_sizes=args.calib_sizes,
-        calib_max=args.calib_max,
-        int8_keep=args.int8_keep,
     )
+    if args.quantize:
+        # quantised here rather than through export_model, so every int8 option reaches it
+        from ppRestore.inference.quantize import quantize_int8
+
+        quantize_int8(
+            args.save_dir, args.calib_dir, args.calib_sizes, args.calib_max, args.int8_keep,
+            method=args.calib_method,
+            target_psnr=args.int8_target_psnr, calib_noise=args.calib_noise,
+            fuse_relu=not args.no_relu_fusion, gptq=not args.no_gptq,
+            float_output=not args.quantized_output, bias_correction=args.bias_correction,
+            equalize=args.equalize, float_skips=args.float_skips,
+        )  # fmt: skip
     print(f"exported to {args.save_dir} (deploy.yaml, model.*)", file=sys.stderr)
     return 0
