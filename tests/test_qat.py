@@ -59,8 +59,13 @@ def test_fake_quant_equals_numpy_reference_of_the_int8_scheme():
     w, b = conv.weight.numpy(), conv.bias.numpy()
     (iq,), oq = st.input_quant.values(), st.output_quant["0"]
     ref_in = np_act(x, iq.lo, iq.hi)
+    s_in = (max(iq.hi, 0.0) - min(iq.lo, 0.0)) / 255.0
+    s_b = s_in * np.abs(w).reshape(4, -1).max(1) / 127.0  # int32 bias at s_in * s_w
     y = paddle.nn.functional.conv2d(
-        paddle.to_tensor(ref_in), paddle.to_tensor(np_weight(w)), paddle.to_tensor(b), padding=1
+        paddle.to_tensor(ref_in),
+        paddle.to_tensor(np_weight(w)),
+        paddle.to_tensor((np.round(b / s_b) * s_b).astype(np.float32)),
+        padding=1,
     ).numpy()
     with paddle.no_grad():
         got = model(paddle.to_tensor(x)).numpy()
@@ -207,7 +212,65 @@ def test_qat_config_trains_and_its_checkpoint_exports_to_int8(tmp_path):
     )  # fmt: skip
     pred = Predictor.from_exported(exp, backend="onnx", precision="int8")
     x = np.random.default_rng(5).random((1, 4, 32, 32)).astype(np.float32) * 0.3
-    assert np.isfinite(pred.backend.run(x)).all()
+    got = pred.backend.run(x)
+    plain.eval()
+    with paddle.no_grad():
+        flt = plain(paddle.to_tensor(x)).numpy()
+    # with the deploy's own ranges the fake-quantised network IS the int8 graph
+    sim = _sim_with_qdq_ranges(plain, os.path.join(exp, "model_int8.onnx"), x)
+    ref = _run_qdq_as_float_ops(os.path.join(exp, "model_int8.onnx"), x)
+    tol = 1e-4 * max(1.0, float(np.abs(ref).max()))
+    assert np.abs(sim - ref).max() < tol
+    assert np.abs(flt - ref).max() > 20 * tol  # while float differs from it
+    assert np.abs(got - ref).max() < 0.05  # ORT's integer kernels: the same up to rounding
+
+
+def _run_qdq_as_float_ops(path: str, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _sim_with_qdq_ranges(model: nn.Layer, path: str, x: np.ndarray) -> np.ndarray:
+    """Prepare ``model`` for QAT and copy every range from the QDQ file (``Conv.k`` is
+    the k-th conv the forward runs; the network input is ``Mul``'s input, times 256)."""
+    import onnx
+    from onnx import numpy_helper
+
+    order: list = []
+    convs = [(n, lay) for n, lay in model.named_sublayers() if type(lay) is nn.Conv2D]
+    hooks = [lay.register_forward_pre_hook(lambda _l, _i, n=n: order.append(n)) for n, lay in convs]
+    model.eval()
+    with paddle.no_grad():
+        model(paddle.to_tensor(x))
+    for h in hooks:
+        h.remove()
+    st = qat.prepare_qat(model, x.shape)
+    g = onnx.load(path).graph
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    qp = {
+        n.input[0]: (float(init[n.input[1]]), int(init[n.input[2]]))
+        for n in g.node
+        if n.op_type == "QuantizeLinear" and init[n.input[1]].ndim == 0
+    }
+
+    def put(q: qat.ActQuant, sz: tuple, div: float = 1.0) -> None:
+        s, z = sz[0] / div, sz[1]
+        q.lo, q.hi = -z * s, (255 - z) * s
+
+    for n in g.node:
+        if n.op_type == "Conv":
+            name = order[int(n.name.split(".")[1])]
+            put(st.input_quant[name], qp[prod[prod[n.input[0]].input[0]].input[0]])
+            put(st.output_quant[name], qp[n.output[0]])
+    mul = next(n for n in g.node if n.op_type == "Mul")
+    put(st.model_input, qp[mul.output[0]], TINY_PMR["inp_scale"])
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
 
 
 def test_qat_config_errors_are_one_line(tmp_path):

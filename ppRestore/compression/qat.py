@@ -11,8 +11,8 @@ What is simulated is what the deploy graph really quantises (read from a produce
 ``model_int8.onnx``):
 
 * every ``Conv2D``'s weight: per output channel, symmetric int8 in [-127, 127],
-  scale ``max|w_c| / 127`` (ORT's ``WeightSymmetric``); the bias stays float (ORT stores
-  it as int32 at ``s_in * s_w``, an error far below the others);
+  scale ``max|w_c| / 127`` (ORT's ``WeightSymmetric``); its bias as int32 at scale
+  ``s_in * s_w_c``;
 * every ``Conv2D``'s input and output: per tensor, asymmetric uint8, range
   ``[min(lo, 0), max(hi, 0)]`` from calibration (ORT's MinMax: the extremes over all
   calibration inputs, measured on the float network), scale ``range / 255``;
@@ -56,6 +56,7 @@ import paddle.nn.functional as F
 __all__ = [
     "ActQuant",
     "fake_quant_weight",
+    "fake_quant_bias",
     "prepare_qat",
     "strip_qat",
     "calibrate",
@@ -103,18 +104,30 @@ class ActQuant:
         return xc + ((q - zp) * s - xc).detach()
 
 
+def _weight_scale(w: paddle.Tensor) -> paddle.Tensor:
+    """Per-output-channel int8 scales ``max|w_c| / 127`` (1 for an all-zero channel)."""
+    absmax = paddle.abs(w).reshape([w.shape[0], -1]).max(axis=1)
+    return paddle.where(absmax > 0, absmax / 127.0, paddle.ones_like(absmax)).detach()
+
+
 def fake_quant_weight(w: paddle.Tensor) -> paddle.Tensor:
     """Per-output-channel (axis 0) symmetric int8 fake quantisation, ``max|w_c| / 127``,
     with a straight-through gradient."""
-    absmax = paddle.abs(w).reshape([w.shape[0], -1]).max(axis=1)
-    scale = paddle.where(absmax > 0, absmax / 127.0, paddle.ones_like(absmax))
-    scale = scale.reshape([-1] + [1] * (w.ndim - 1)).detach()
+    scale = _weight_scale(w).reshape([-1] + [1] * (w.ndim - 1))
     q = paddle.clip(paddle.round(w / scale), -127.0, 127.0) * scale
     return w + (q - w).detach()
 
 
+def fake_quant_bias(b: paddle.Tensor, w: paddle.Tensor, in_q: ActQuant | None) -> paddle.Tensor:
+    """int32 bias at scale ``s_in * s_w_c``, as ORT stores it (straight-through)."""
+    if in_q is None or in_q.observing or not np.isfinite(in_q.lo):
+        return b
+    s = _weight_scale(w) * float(in_q.params()[0])
+    return b + (paddle.round(b / s) * s - b).detach()
+
+
 def _qconv_forward(self: nn.Conv2D, x: paddle.Tensor) -> paddle.Tensor:
-    """Conv2D.forward with fake-quantised input (unless hoisted), weight and output."""
+    """Conv2D.forward with fake-quantised input (unless hoisted), weight, bias and output."""
     q = self._qat
     if q["in"] is not None:
         x = q["in"](x)
@@ -124,8 +137,9 @@ def _qconv_forward(self: nn.Conv2D, x: paddle.Tensor) -> paddle.Tensor:
         pad = 0
     else:
         pad = self._padding
-    y = F.conv2d(x, fake_quant_weight(self.weight), self.bias, self._stride, pad,
-                 self._dilation, self._groups, self._data_format)  # fmt: skip
+    w = fake_quant_weight(self.weight)
+    b = None if self.bias is None else fake_quant_bias(self.bias, self.weight, q["in_ref"])
+    y = F.conv2d(x, w, b, self._stride, pad, self._dilation, self._groups, self._data_format)
     return q["out"](y)
 
 
@@ -217,8 +231,8 @@ def prepare_qat(
             st.quantizers.append(shared[owner])
         if owner != name:
             st.hoisted.setdefault(owner, []).append(name)
-        conv._qat = {"in": in_q, "out": out_q}
         st.input_quant[name] = in_q if in_q is not None else shared[owner]
+        conv._qat = {"in": in_q, "out": out_q, "in_ref": st.input_quant[name]}
         st.output_quant[name] = out_q
         conv.forward = types.MethodType(_qconv_forward, conv)
     for owner, q in shared.items():
