@@ -70,6 +70,18 @@ def test_fake_quant_equals_numpy_reference_of_the_int8_scheme():
     with paddle.no_grad():
         got = model(paddle.to_tensor(x)).numpy()
     np.testing.assert_allclose(got, np_act(y, oq.lo, oq.hi), atol=1e-5)
+    # bias_outside (exports that write the bias as a float Add): Q_out(conv) + b
+    paddle.seed(0)
+    model2 = nn.Sequential(nn.Conv2D(3, 4, 3, padding=1))
+    st2 = qat.prepare_qat(model2, (1, 3, 8, 8), quantize_input=False, bias_outside=True)
+    qat.calibrate(model2, [paddle.to_tensor(x)])
+    oq2 = st2.output_quant["0"]
+    y2 = paddle.nn.functional.conv2d(
+        paddle.to_tensor(ref_in), paddle.to_tensor(np_weight(w)), padding=1
+    ).numpy()
+    with paddle.no_grad():
+        got2 = model2(paddle.to_tensor(x)).numpy()
+    np.testing.assert_allclose(got2, np_act(y2, oq2.lo, oq2.hi) + b.reshape(1, 4, 1, 1), atol=1e-5)
     # the ranges are the float network's extremes (ORT MinMax)
     assert iq.lo == pytest.approx(float(x.min())) and iq.hi == pytest.approx(float(x.max()))
 

@@ -41,6 +41,7 @@ Config (``qat:`` section next to ``model:``)::
       calib_batches: 4        # training batches (float forward) that set the ranges
       quantize_input: true    # the network input is quantised too (global residual)
       exclude: []             # conv layer names kept in float (e.g. if deployed so)
+      bias_outside: false     # true where the export writes conv biases as float Adds
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ __all__ = [
     "QATState",
 ]
 
-_KNOWN = {"calib_batches", "quantize_input", "exclude"}
+_KNOWN = {"calib_batches", "quantize_input", "exclude", "bias_outside"}
 
 
 class ActQuant:
@@ -138,6 +139,11 @@ def _qconv_forward(self: nn.Conv2D, x: paddle.Tensor) -> paddle.Tensor:
     else:
         pad = self._padding
     w = fake_quant_weight(self.weight)
+    if q["bias_outside"] and self.bias is not None:
+        # the export wrote the bias as a separate float Add after the quantised output
+        y = F.conv2d(x, w, None, self._stride, pad, self._dilation, self._groups, self._data_format)
+        shape = [1, -1, 1, 1] if self._data_format == "NCHW" else [1, 1, 1, -1]
+        return q["out"](y) + self.bias.reshape(shape)
     b = None if self.bias is None else fake_quant_bias(self.bias, self.weight, q["in_ref"])
     y = F.conv2d(x, w, b, self._stride, pad, self._dilation, self._groups, self._data_format)
     return q["out"](y)
@@ -201,10 +207,13 @@ def prepare_qat(
     probe_shape: Sequence[int],
     exclude: Iterable[str] = (),
     quantize_input: bool = True,
+    bias_outside: bool = False,
 ) -> QATState:
     """Make ``model`` fake-quantise like the int8 deploy graph (in place; ranges are
     uncalibrated until :func:`calibrate`). ``probe_shape``: an input shape the model
-    accepts (one forward finds which layer first receives each conv's input)."""
+    accepts (one forward finds which layer first receives each conv's input).
+    ``bias_outside``: the ONNX export keeps each bias as a float ``Add`` after the
+    conv (SRCNN's replicate-padded convs), so the output is quantised before it."""
     if getattr(model, "_qat_state", None) is not None:
         raise ValueError("prepare_qat: the model is already prepared")
     exclude = set(exclude)
@@ -232,7 +241,8 @@ def prepare_qat(
         if owner != name:
             st.hoisted.setdefault(owner, []).append(name)
         st.input_quant[name] = in_q if in_q is not None else shared[owner]
-        conv._qat = {"in": in_q, "out": out_q, "in_ref": st.input_quant[name]}
+        conv._qat = {"in": in_q, "out": out_q, "in_ref": st.input_quant[name],
+                     "bias_outside": bool(bias_outside)}  # fmt: skip
         st.output_quant[name] = out_q
         conv.forward = types.MethodType(_qconv_forward, conv)
     for owner, q in shared.items():
@@ -309,7 +319,8 @@ def prepare_from_config(
         raise ValueError(f"qat.calib_batches must be at least 1, got {n_batches}")
     first = np.asarray(train_dataset[0][0])
     st = prepare_qat(model, (1,) + first.shape, cfg.get("exclude") or (),
-                     bool(cfg.get("quantize_input", True)))  # fmt: skip
+                     bool(cfg.get("quantize_input", True)),
+                     bool(cfg.get("bias_outside", False)))  # fmt: skip
     n_samples = min(len(train_dataset), n_batches * batch_size)
 
     def batches():
