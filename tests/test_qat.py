@@ -204,8 +204,11 @@ def test_qat_config_trains_and_its_checkpoint_exports_to_int8(tmp_path):
     from ppRestore.inference.predictor import Predictor
 
     cfg = _raw_cfg(str(tmp_path))
+    # ranges from the very inputs the int8 export below calibrates on
+    cfg["qat"] = {"calib_dir": str(tmp_path / "clean"), "calib_sizes": [64], "calib_max": 2}
     tr = Trainer.from_config(cfg, save_dir=str(tmp_path / "run"))
     st = tr.model._qat_state
+    in_scale, in_zp = st.model_input.params()
     assert all(np.isfinite(q.lo) for q in st.quantizers)  # calibrated before training
     w0 = tr.model.state_dict()["out1.conv.weight"].numpy().copy()
     res = tr.train()
@@ -225,6 +228,15 @@ def test_qat_config_trains_and_its_checkpoint_exports_to_int8(tmp_path):
     pred = Predictor.from_exported(exp, backend="onnx", precision="int8")
     x = np.random.default_rng(5).random((1, 4, 32, 32)).astype(np.float32) * 0.3
     got = pred.backend.run(x)
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(os.path.join(exp, "model_int8.onnx")).graph
+    mul = next(n for n in g.node if n.op_type == "Mul")  # input * inp_scale
+    qn = next(n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] == mul.output[0])
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    assert float(init[qn.input[1]]) == pytest.approx(float(in_scale) * 256.0, rel=1e-5)
+    assert int(init[qn.input[2]]) == int(in_zp)
     plain.eval()
     with paddle.no_grad():
         flt = plain(paddle.to_tensor(x)).numpy()

@@ -24,9 +24,12 @@ What is simulated is what the deploy graph really quantises (read from a produce
   which a global residual (PmrNet, DnCNN) adds back;
 * ``Conv2DTranspose`` is not quantised (the deploy quantises Conv, MatMul and Gemm).
 
-Ranges are calibrated once, on the float network, before training (``calib_batches``
-batches of the training set) and then frozen; the deploy re-calibrates its own on its
-calibration folder. Nothing is added to the model's ``state_dict``: the quantisers live
+Ranges are calibrated once, on the float network, before training, and then frozen;
+the deploy re-calibrates its own. Give ``calib_dir`` (the folder the export will
+calibrate on): the ranges then come from exactly the inputs the deploy quantiser sees
+(for PmrNet the training crops, at ISO 400-6400, span a 2.5x wider input range than the
+deploy's Set5 calibration, so training-batch ranges simulate a much coarser int8 than
+the deployed one). Without it, ``calib_batches`` training batches set them. Nothing is added to the model's ``state_dict``: the quantisers live
 in forward overrides and hooks, so every checkpoint is the plain float model, loads
 strictly into the normal architecture and exports with ``--quantize int8`` unchanged.
 
@@ -38,7 +41,10 @@ the ONNX Runtime QDQ file ppRestore deploys.
 Config (``qat:`` section next to ``model:``)::
 
     qat:
-      calib_batches: 4        # training batches (float forward) that set the ranges
+      calib_dir: DIR          # ranges from the inputs --quantize int8 --calib_dir DIR sees
+      calib_sizes: [256, 160] # (the export's --calib_sizes / --calib_max defaults)
+      calib_max: 16
+      calib_batches: 4        # without calib_dir: training batches (float forward)
       quantize_input: true    # the network input is quantised too (global residual)
       exclude: []             # conv layer names kept in float (e.g. if deployed so)
       bias_outside: false     # true where the export writes conv biases as float Adds
@@ -46,6 +52,7 @@ Config (``qat:`` section next to ``model:``)::
 
 from __future__ import annotations
 
+import os
 import types
 from typing import Any, Dict, Iterable, List, Sequence
 
@@ -65,7 +72,10 @@ __all__ = [
     "QATState",
 ]
 
-_KNOWN = {"calib_batches", "quantize_input", "exclude", "bias_outside"}
+_KNOWN = {
+    "calib_batches", "calib_dir", "calib_sizes", "calib_max", "quantize_input", "exclude",
+    "bias_outside",
+}  # fmt: skip
 
 
 class ActQuant:
@@ -301,11 +311,40 @@ def strip_qat(model: nn.Layer) -> nn.Layer:
     return model
 
 
+def deploy_calibration_inputs(
+    full_cfg: Dict[str, Any], model: nn.Layer, calib_dir: str, sizes: Sequence[int], max_images: int
+) -> List[np.ndarray]:
+    """The network inputs ``tools/export.py --quantize int8 --calib_dir`` calibrates on,
+    for this model: the current weights are exported to a temporary folder and
+    :func:`~ppRestore.inference.quantize.collect_calibration_inputs` (the deploy's own
+    crops, colour/raw handling and padding) records them."""
+    import tempfile
+
+    from ..inference.export import export_model
+    from ..inference.quantize import collect_calibration_inputs
+    from ..weights.safe_load import save_weights
+
+    cfg = {k: v for k, v in full_cfg.items() if k != "qat"}
+    cfg["model"] = {k: v for k, v in dict(cfg["model"]).items() if k != "pretrained"}
+    with tempfile.TemporaryDirectory(prefix="qat_calib_") as tmp:
+        w = os.path.join(tmp, "model.pdparams")
+        save_weights(model.state_dict(), w)
+        exp = os.path.join(tmp, "export")
+        export_model(cfg, w, exp, fmt="onnx", measure_memory=False, check=False,
+                     log=lambda *a: None)  # fmt: skip
+        return collect_calibration_inputs(exp, calib_dir, tuple(sizes), int(max_images))
+
+
 def prepare_from_config(
-    cfg: Dict[str, Any], model: nn.Layer, train_dataset: Any, batch_size: int = 4
+    cfg: Dict[str, Any],
+    model: nn.Layer,
+    train_dataset: Any,
+    batch_size: int = 4,
+    full_cfg: Dict[str, Any] | None = None,
 ) -> QATState:
-    """The ``qat:`` config section: prepare ``model`` and calibrate it on the first
-    ``calib_batches`` batches of ``train_dataset`` (samples ``(lq, gt, ...)``)."""
+    """The ``qat:`` config section: prepare ``model`` and calibrate it, on the inputs the
+    deploy quantiser will see for ``calib_dir`` (needs ``full_cfg``, the whole config)
+    or else on the first ``calib_batches`` batches of ``train_dataset``."""
     from ..engine.logger import get_logger
 
     cfg = dict(cfg or {}) if cfg is not True else {}
@@ -317,23 +356,37 @@ def prepare_from_config(
     n_batches = int(cfg.get("calib_batches", 4))
     if n_batches < 1:
         raise ValueError(f"qat.calib_batches must be at least 1, got {n_batches}")
+    calib_dir = cfg.get("calib_dir")
+    if calib_dir and not os.path.isdir(str(calib_dir)):
+        raise FileNotFoundError(f"qat.calib_dir: folder not found: {calib_dir}")
+    if calib_dir and full_cfg is None:
+        raise ValueError("qat.calib_dir needs the whole config (full_cfg)")
     first = np.asarray(train_dataset[0][0])
     st = prepare_qat(model, (1,) + first.shape, cfg.get("exclude") or (),
                      bool(cfg.get("quantize_input", True)),
                      bool(cfg.get("bias_outside", False)))  # fmt: skip
-    n_samples = min(len(train_dataset), n_batches * batch_size)
+    if calib_dir:
+        # the export rebuilds the plain network from the (unchanged) state_dict
+        arrays = deploy_calibration_inputs(
+            full_cfg, model, str(calib_dir), cfg.get("calib_sizes", (256, 160)),
+            cfg.get("calib_max", 16),
+        )  # fmt: skip
+        calibrate(model, (paddle.to_tensor(a) for a in arrays))
+        where = f"{len(arrays)} deploy calibration inputs from {calib_dir}"
+    else:
+        n_samples = min(len(train_dataset), n_batches * batch_size)
 
-    def batches():
-        for i in range(0, n_samples, batch_size):
-            items = [
-                np.asarray(train_dataset[j][0]) for j in range(i, min(i + batch_size, n_samples))
-            ]
-            yield paddle.to_tensor(np.stack(items).astype("float32"))
+        def batches():
+            for i in range(0, n_samples, batch_size):
+                idx = range(i, min(i + batch_size, n_samples))
+                items = [np.asarray(train_dataset[j][0]) for j in idx]
+                yield paddle.to_tensor(np.stack(items).astype("float32"))
 
-    calibrate(model, batches())
+        calibrate(model, batches())
+        where = f"{n_samples} training samples"
     get_logger().info(
         f"qat: {len(st.convs)} conv(s) fake-quantised (int8 weights per channel, uint8 "
         f"activations), {len(st.hoisted)} input quantiser(s) hoisted to residual blocks, "
-        f"ranges from {n_samples} training samples"
+        f"ranges from {where}"
     )
     return st

@@ -203,7 +203,7 @@ class Trainer:
         if cfg.get("qat") is not None:  # int8 fake quantisation (ppRestore/compression/qat.py)
             from ..compression.qat import prepare_from_config
 
-            prepare_from_config(cfg["qat"], model, train_ds, opts.batch_size)
+            prepare_from_config(cfg["qat"], model, train_ds, opts.batch_size, cfg)
         evaluator = None
         if opts.do_eval:
             if "val_dataset" not in cfg:
