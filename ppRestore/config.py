@@ -42,6 +42,7 @@ TOP_LEVEL_SCHEMA: Dict[str, tuple] = {
     "export": (dict,),  # export options: input_shape, ...
     "task": (str,),  # human-readable task name, e.g. "deblur"
     "distill": (dict,),  # knowledge distillation: teacher, weights (ppRestore/compression)
+    "qat": (dict,),  # quantisation-aware training for int8 deploy (ppRestore/compression/qat.py)
 }
 
 

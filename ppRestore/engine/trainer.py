@@ -165,6 +165,10 @@ class Trainer(TrainStateMixin, TrainReportMixin):
         # model.pretrained: fine-tune from those weights (a resumed run overwrites them)
         model = build_model(cfg["model"], load_pretrained=True)
         train_ds = build_dataset(cfg["train_dataset"], mode="train", seed=opts.seed)
+        if cfg.get("qat") is not None:  # int8 fake quantisation (ppRestore/compression/qat.py)
+            from ..compression.qat import prepare_from_config
+
+            prepare_from_config(cfg["qat"], model, train_ds, opts.batch_size, cfg)
         evaluator = None
         if opts.do_eval:
             if "val_dataset" not in cfg:
