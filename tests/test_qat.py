@@ -202,6 +202,7 @@ def test_qat_config_trains_and_its_checkpoint_exports_to_int8(tmp_path):
     from ppRestore.engine.trainer import Trainer
     from ppRestore.inference.export import export_model
     from ppRestore.inference.predictor import Predictor
+    from ppRestore.inference.quantize import quantize_int8
 
     cfg = _raw_cfg(str(tmp_path))
     # ranges from the very inputs the int8 export below calibrates on
@@ -221,9 +222,12 @@ def test_qat_config_trains_and_its_checkpoint_exports_to_int8(tmp_path):
     assert not np.array_equal(saved["out1.conv.weight"], w0)  # it trained
     cfg.pop("qat")
     exp = str(tmp_path / "exp")
-    export_model(
-        cfg, ckpt, exp, fmt="onnx", measure_memory=False, log=lambda *a: None,
-        quantize="int8", calib_dir=str(tmp_path / "clean"), calib_sizes=(64,), calib_max=2,
+    export_model(cfg, ckpt, exp, fmt="onnx", measure_memory=False, log=lambda *a: None)
+    # the plain QDQ scheme QAT simulates: no ReLU fusion, round-to-nearest weights,
+    # the output image quantised too (the default recipe departs from it on purpose)
+    quantize_int8(
+        exp, str(tmp_path / "clean"), sizes=(64,), max_images=2, log=lambda *a: None,
+        fuse_relu=False, gptq=False, float_output=False,
     )  # fmt: skip
     pred = Predictor.from_exported(exp, backend="onnx", precision="int8")
     x = np.random.default_rng(5).random((1, 4, 32, 32)).astype(np.float32) * 0.3

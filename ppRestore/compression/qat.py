@@ -321,7 +321,8 @@ def deploy_calibration_inputs(
     import tempfile
 
     from ..inference.export import export_model
-    from ..inference.quantize import collect_calibration_inputs
+    from ..inference.exported import load_deploy_yaml
+    from ..inference.quantize import _default_noise, collect_calibration_inputs
     from ..weights.safe_load import save_weights
 
     cfg = {k: v for k, v in full_cfg.items() if k != "qat"}
@@ -330,11 +331,13 @@ def deploy_calibration_inputs(
         w = os.path.join(tmp, "model.pdparams")
         save_weights(model.state_dict(), w)
         exp = os.path.join(tmp, "export")
-        # as tools/export.py --no_measure_memory does; the recorded inputs are the
-        # deploy's, probe runs of the Predictor included (for SRCNN 4x4/128/256 runs
-        # that widen its ranges: mirrored as they are, not corrected here)
+        # as tools/export.py --no_measure_memory does, then the deploy's own recorder
+        # with its default calibration noise (sigma 25 for task: denoise)
         export_model(cfg, w, exp, fmt="onnx", measure_memory=False, log=lambda *a: None)
-        return collect_calibration_inputs(exp, calib_dir, tuple(sizes), int(max_images))
+        noise = _default_noise(load_deploy_yaml(exp), None)
+        return collect_calibration_inputs(
+            exp, calib_dir, tuple(sizes), int(max_images), noise=noise
+        )
 
 
 def prepare_from_config(
