@@ -81,7 +81,10 @@ def paddle_files(tmp_path_factory):
         paddle.save(model.state_dict(), files[f"model_p{proto}"], protocol=proto)
     files["opt"] = str(d / "opt.pdopt")
     paddle.save(opt.state_dict(), files["opt"])
-    dense = paddle.to_tensor(np.arange(6, dtype="float32").reshape(2, 3)).value().get_tensor()
+    # keep the Tensor alive: the DenseTensor views its memory, and a freed temporary made
+    # paddle.save read 8 bytes where 24 were expected (seen once in a full run)
+    dense_owner = paddle.to_tensor(np.arange(6, dtype="float32").reshape(2, 3))
+    dense = dense_owner.value().get_tensor()
     nested = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -93,6 +96,7 @@ def paddle_files(tmp_path_factory):
     for proto in (2, 4):
         files[f"nested_p{proto}"] = str(d / f"nested_p{proto}.pdparams")
         paddle.save(nested, files[f"nested_p{proto}"], protocol=proto)
+    del dense, dense_owner
     return paddle, files
 
 
