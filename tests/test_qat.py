@@ -11,7 +11,7 @@ import pytest
 
 from ppRestore.builder import build_model
 from ppRestore.compression import qat
-from ppRestore.weights.safe_load import load_state_dict, load_weights
+from ppRestore.weights.safe_load import load_state_dict, load_weights, save_weights
 from tests.train_utils import make_images
 
 TINY_PMR = {"type": "PmrNet", "in_channels": 4, "width": 0.1, "inp_scale": 256.0}
@@ -311,3 +311,33 @@ def test_qat_config_errors_are_one_line(tmp_path):
     cfg["qat"] = {"calib_batches": 0}
     with pytest.raises(ValueError, match="at least 1"):
         Trainer.from_config(cfg, save_dir=str(tmp_path / "run2"))
+
+
+def test_raw_int8_calibrates_at_the_requested_iso(tmp_path):
+    """--calib_iso: the synthesised raw calibration frames get the deploy's ISO, which
+    is recorded in deploy.yaml; the ISO changes the recorded network inputs (the k-sigma
+    transform scales them by the ISO's gain)."""
+    pytest.importorskip("paddle2onnx")
+    pytest.importorskip("onnxruntime")
+    from ppRestore.inference.export import export_model
+    from ppRestore.inference.int8_calib import collect_calibration_inputs
+    from ppRestore.inference.predictor import load_deploy_yaml
+    from ppRestore.inference.quantize import quantize_int8
+
+    cfg = _raw_cfg(str(tmp_path))
+    cfg.pop("qat")
+    w = str(tmp_path / "w.pdparams")
+    paddle.seed(0)
+    save_weights(build_model(TINY_PMR).state_dict(), w)
+    exp = str(tmp_path / "exp")
+    export_model(cfg, w, exp, fmt="onnx", measure_memory=False, log=lambda *a: None)
+    clean = str(tmp_path / "clean")
+    spread = {}
+    for iso in (400.0, 6400.0):
+        xs = collect_calibration_inputs(exp, clean, (64,), 2, isos=(iso,))
+        spread[iso] = float(np.mean([x.std() for x in xs]))
+    assert spread[6400.0] != pytest.approx(spread[400.0], rel=0.05)
+    quantize_int8(exp, clean, sizes=(64,), max_images=2, log=lambda *a: None, calib_isos=[3200])
+    assert load_deploy_yaml(exp)["int8"]["calib_isos"] == [3200.0]
+    with pytest.raises(ValueError, match="calib_iso"):
+        quantize_int8(exp, clean, sizes=(64,), max_images=2, log=lambda *a: None, calib_isos=[0])

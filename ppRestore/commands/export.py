@@ -81,6 +81,11 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
         "denoisers, 0 otherwise (0: the calibration images are already noisy)",
     )  # fmt: skip
     q.add_argument(
+        "--calib_iso", type=float, nargs="+", default=None, metavar="ISO",
+        help="raw models: calibrate at these ISOs (default 800 1600 3200 6400); the ISO "
+        "you deploy at gives ranges that fit it",
+    )  # fmt: skip
+    q.add_argument(
         "--int8_target_psnr", type=float, default=47.0,
         help="--int8_keep auto: keep layers in float until int8 is this close to fp32 (dB)",
     )  # fmt: skip
@@ -129,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
             target_psnr=args.int8_target_psnr, calib_noise=args.calib_noise,
             fuse_relu=not args.no_relu_fusion, gptq=not args.no_gptq,
             float_output=not args.quantized_output, bias_correction=args.bias_correction,
-            equalize=args.equalize, float_skips=args.float_skips,
+            equalize=args.equalize, float_skips=args.float_skips, calib_isos=args.calib_iso,
         )  # fmt: skip
     print(f"exported to {args.save_dir} (deploy.yaml, model.*)", file=sys.stderr)
     return 0

@@ -322,7 +322,7 @@ def deploy_calibration_inputs(
 
     from ..inference.export import export_model
     from ..inference.exported import load_deploy_yaml
-    from ..inference.quantize import _default_noise, collect_calibration_inputs
+    from ..inference.int8_calib import _default_noise, collect_calibration_inputs
     from ..weights.safe_load import save_weights
 
     cfg = {k: v for k, v in full_cfg.items() if k != "qat"}
