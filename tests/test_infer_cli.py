@@ -238,3 +238,22 @@ def test_animated_gif_restores_the_first_frame_and_says_so(setup, tmp_path, caps
         capsys=capsys,
     )  # fmt: skip
     assert code == 0 and "NOTE" not in err, err
+
+
+def test_tile_progress_bar_stays_out_of_log_files(tmp_path):
+    """A tile bar refreshed per tile would fill a log with carriage-return lines: with
+    stderr redirected to a file, nothing is written."""
+    import sys as _sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "from ppRestore.inference.cli import TileProgress\n"
+        "p = TileProgress()\n"
+        "for i in range(1, 6):\n"
+        "    p(i, 5)\n"
+    )
+    log = tmp_path / "err.log"
+    with open(log, "w") as f:
+        env = dict(os.environ, PYTHONPATH=repo)
+        subprocess.run([_sys.executable, "-c", code], stderr=f, check=True, cwd=repo, env=env)
+    assert log.read_text() == ""

@@ -95,9 +95,12 @@ class TileProgress:
                 from tqdm import tqdm
             except ImportError:
                 return
+            # disable=None: no bar when stderr is a log file, not a terminal (a refresh per
+            # tile would fill the log with carriage-return lines)
             self.bar = tqdm(
-                total=total, unit="tile", leave=False, file=sys.stderr, dynamic_ncols=True
-            )
+                total=total, unit="tile", leave=False, file=sys.stderr, dynamic_ncols=True,
+                disable=None,
+            )  # fmt: skip
         self.bar.update(1)
         self.bar.refresh()  # tiles take seconds to minutes: show every one
         if done >= total:
