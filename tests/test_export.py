@@ -158,11 +158,21 @@ def test_fold_scalar_prelu_is_exact_and_keeps_per_channel_prelu():
 def test_program_scan_finds_ops(tmp_path):
     from ppRestore.inference.backends import _program_has_op
 
+    # PIR JSON (Paddle 3): ops are named "#":"<dialect>.<op>"
     p = tmp_path / "model.json"
-    p.write_text('{"ops": [{"name": "pd_op.leaky_relu"}]}')
+    p.write_text('{"ops": [{"#":"1.leaky_relu","A":[]}]}')
     assert _program_has_op(str(p), "leaky_relu")
     assert not _program_has_op(str(p), "prelu")
     assert not _program_has_op(str(tmp_path / "missing.json"), "leaky_relu")
+    # ProgramDesc protobuf (Paddle 2.x): OpDesc.type is field 3; the op's Python call
+    # stack is stored too, and a source line naming "n_prelu" is not a prelu op
+    q = tmp_path / "model.pdmodel"
+    stack = b"export.py, line 117: n_prelu, model_file = _save_inference_graph(cfg"
+    q.write_bytes(
+        b"\x0a\x02\x08\x01" + b"\x1a\x0aleaky_relu" + b"\x22" + bytes([len(stack)]) + stack
+    )
+    assert _program_has_op(str(q), "leaky_relu")
+    assert not _program_has_op(str(q), "prelu")
 
 
 def test_tiny_cmfnet_onnx_keeps_prelu_and_matches(tmp_path):

@@ -97,13 +97,24 @@ def find_model_files(model_dir: str, prefix: str = "model") -> tuple:
 
 
 def _program_has_op(prog_path: str, op: str) -> bool:
-    """Whether an exported program (``model.json`` text or ``.pdmodel`` protobuf) names
-    ``op``; op names are stored as plain strings in both formats."""
+    """Whether an exported program (``model.json`` text or ``.pdmodel`` protobuf) has an
+    operator of type ``op``.
+
+    Matched as an op *type*, not any substring: Paddle 2.x programs also store each op's
+    Python call stack, where a source line such as ``n_prelu = ...`` would read as a
+    ``prelu`` op. PIR JSON names ops ``"#":"<dialect>.<op>"``; the protobuf ``OpDesc``
+    stores its type as field 3 (tag ``0x1a``, then the length byte)."""
+    import re
+
     try:
         with open(prog_path, "rb") as f:
-            return op.encode() in f.read()
+            data = f.read()
     except OSError:
         return False
+    name = op.encode()
+    if re.search(rb'"#":"\d+\.' + re.escape(name) + rb'"', data):
+        return True
+    return len(name) < 128 and (b"\x1a" + bytes([len(name)]) + name) in data
 
 
 class PaddleInferenceBackend(Backend):
