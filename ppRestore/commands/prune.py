@@ -15,7 +15,6 @@ UNet, PmrNet (see docs/compression.md).
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,37 +49,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from ppRestore.errors import run_cli
+
+    return run_cli(_run, parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.ratio < 1.0:
-        print(f"error: --ratio must be in [0, 1), got {args.ratio}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--ratio must be in [0, 1), got {args.ratio}")
     if args.min_channels < 1 or args.multiple < 1 or args.recalibrate_bn < 0:
-        print(
-            "error: --min_channels, --multiple must be >= 1, --recalibrate_bn >= 0", file=sys.stderr
-        )
-        return 2
+        raise ValueError("--min_channels, --multiple must be >= 1, --recalibrate_bn >= 0")
+    from ppRestore.compression.prune import prune_checkpoint
+    from ppRestore.config import load_config
 
-    from ppRestore.config import ConfigError, load_config
-    from ppRestore.registry import RegistryError
-    from ppRestore.weights.safe_load import WeightsError
-
-    try:
-        cfg = load_config(args.config, args.opts)
-        from ppRestore.compression.prune import prune_checkpoint
-
-        rep = prune_checkpoint(
-            cfg,
-            args.model_path,
-            args.ratio,
-            args.save_dir,
-            args.min_channels,
-            args.multiple,
-            args.criterion,
-            args.recalibrate_bn,
-        )
-    except (ConfigError, RegistryError, WeightsError, ValueError, KeyError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.opts)
+    rep = prune_checkpoint(
+        cfg,
+        args.model_path,
+        args.ratio,
+        args.save_dir,
+        args.min_channels,
+        args.multiple,
+        args.criterion,
+        args.recalibrate_bn,
+    )
     b, a = rep["params_before"], rep["params_after"]
     print(
         f"pruned {rep['model']}: {b:,} -> {a:,} parameters ({100.0 * a / max(b, 1):.1f}%); "

@@ -41,22 +41,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from ppRestore.errors import run_cli
+
+    return run_cli(_run, parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.trials < 1:
-        print(f"error: --trials must be >= 1, got {args.trials}", file=sys.stderr)
-        return 2
-
-    from ppRestore.config import ConfigError, load_config
-    from ppRestore.registry import RegistryError
+        raise ValueError(f"--trials must be >= 1, got {args.trials}")
+    from ppRestore.config import load_config
     from ppRestore.tuning import TuneError, load_space, run_study
-    from ppRestore.weights.safe_load import WeightsError
 
+    cfg = load_config(args.config, args.opts)
+    if "val_dataset" not in cfg:
+        raise TuneError("the config has no val_dataset section: trials are scored on it")
+    space = load_space(args.space)
+    name = args.study_name or os.path.splitext(os.path.basename(args.config))[0]
     try:
-        cfg = load_config(args.config, args.opts)
-        if "val_dataset" not in cfg:
-            raise TuneError("the config has no val_dataset section: trials are scored on it")
-        space = load_space(args.space)
-        name = args.study_name or os.path.splitext(os.path.basename(args.config))[0]
         res = run_study(
             cfg,
             space,
@@ -67,17 +68,7 @@ def main(argv=None) -> int:
             study_name=name,
             seed=args.seed,
         )
-    except (
-        TuneError,
-        ConfigError,
-        RegistryError,
-        WeightsError,
-        ValueError,
-        FileNotFoundError,
-    ) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the study is resumable: say how, rather than run_cli's line
         print("interrupted; with --storage, run the same command again to resume", file=sys.stderr)
         return 130
     if "best_value" in res:

@@ -125,7 +125,8 @@ def _slice_group(new: Dict[str, np.ndarray], g: Group, idx: np.ndarray) -> None:
         new[key] = np.take(new[key], idx, axis=axis)
     for key, axis, offset in g.slices:
         if key not in new:
-            raise KeyError(f"prune group {g.name}: no parameter {key} in the state dict")
+            # a user's weights that do not fit the config: an input error (exit 2), not a bug
+            raise ValueError(f"prune group {g.name}: no parameter {key} in the state dict")
         arr = new[key]
         sel = np.arange(arr.shape[axis])
         # keep everything outside [offset, offset + size), the kept channels inside
