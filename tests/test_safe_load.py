@@ -201,6 +201,62 @@ def test_real_pmrid_style_ckp_layout_loads(tmp_path):
     np.testing.assert_array_equal(got["conv2.conv.weight"], state["conv2.conv.weight"])
 
 
+@pytest.mark.parametrize("name", ["torch_real_zip.pth", "torch_real_legacy.pth"])
+def test_real_torch_save_files_load_without_torch(name):
+    """Files written by torch 2.13 itself (tests/fixtures/make_torch_real.py): a real
+    state dict pickles its ``_metadata`` as a BUILD on the OrderedDict, which the
+    torch-free reader once refused (the official PMRID and CMFNet files with it)."""
+    from ppRestore.weights.convert import read_foreign_checkpoint
+    from ppRestore.weights.torch_legacy import read_torch_legacy
+    from ppRestore.weights.torch_reader import read_torch_zip
+
+    fixtures = os.path.join(REPO_ROOT, "tests", "fixtures")
+    want = np.load(os.path.join(fixtures, "torch_real_values.npz"))
+    path = os.path.join(fixtures, name)
+    if "zip" in name:  # the converter's torch-free route too
+        flat = read_foreign_checkpoint(path, backend="zip")
+        np.testing.assert_array_equal(flat["0.weight"], want["0.weight"])
+    got = (read_torch_zip if "zip" in name else read_torch_legacy)(path)
+    if "legacy" in name:
+        assert got["epoch"] == 3
+        got = got["state_dict"]
+    assert list(got) == list(want.files)
+    assert not hasattr(got, "_metadata")  # validated and dropped, never set
+    for k in want.files:
+        np.testing.assert_array_equal(np.asarray(got[k]), want[k])
+        assert np.asarray(got[k]).dtype == want[k].dtype
+
+
+def _dict_with_build_state(state: object) -> bytes:
+    # collections.OrderedDict() then BUILD with ``state``
+    return b"\x80\x02ccollections\nOrderedDict\n)R" + pickle.dumps(state, protocol=2)[2:-1] + b"b."
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"_metadata": "x"},
+        {"_metadata": {"": {"version": 1}}, "update": 1},
+        {"__class__": {}},
+        {"_metadata": {1: {}}},
+        {"_metadata": {"": [1]}},
+        (None, {"_metadata": {}}),
+    ],
+)
+def test_build_on_a_dict_takes_only_torch_metadata(tmp_path, state):
+    p = tmp_path / "s.pkl"
+    p.write_bytes(_dict_with_build_state(state))
+    with pytest.raises(UnsafeWeightsError, match="BUILD"):
+        load_weights(p)
+
+
+def test_build_with_torch_metadata_is_dropped(tmp_path):
+    p = tmp_path / "s.pkl"
+    p.write_bytes(_dict_with_build_state({"_metadata": {"": {"version": 1}}}))
+    got = load_weights(p)
+    assert got == {} and not hasattr(got, "_metadata")
+
+
 # ---------------------------------------------------------------- crafted files
 
 

@@ -107,8 +107,11 @@ def official_cmfnet_checkpoint(state: Dict[str, np.ndarray], epoch: int = 150) -
         for i, n in enumerate(names)
     }
     group = {"lr": 1e-6, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0, "amsgrad": False}
+    sd = OrderedDict((f"module.{n}", state[n]) for n in names)
+    # as model.state_dict() does: pickled as a BUILD state on the OrderedDict
+    sd._metadata = OrderedDict([("", {"version": 1}), ("module", {"version": 1})])
     return {
         "epoch": epoch,
-        "state_dict": OrderedDict((f"module.{n}", state[n]) for n in names),
+        "state_dict": sd,
         "optimizer": {"state": adam, "param_groups": [dict(group, params=list(range(len(names))))]},
     }

@@ -95,6 +95,25 @@ MAX_CONTAINER_LEN = 1 << 20
 # ------------------------------------------------------------------------------ reader
 
 
+def _ignorable_dict_state(state: Any) -> bool:
+    """Whether a BUILD state on a plain dict may be dropped unapplied.
+
+    ``torch.save(model.state_dict())`` pickles the OrderedDict's one attribute,
+    ``_metadata`` (module name -> ``{'version': n}``, used by torch's own
+    ``_load_from_state_dict`` hooks and meaningless here), as a BUILD state: every real
+    torch state dict carries it (the official PMRID and CMFNet files among them). It is
+    validated and dropped, never set: any other state stays refused.
+    """
+    if state is None or (type(state) is dict and not state):
+        return True
+    if type(state) is not dict or set(state) != {"_metadata"}:
+        return False
+    meta = state["_metadata"]
+    return type(meta) in (dict, OrderedDict) and all(
+        type(k) is str and type(v) is dict for k, v in meta.items()
+    )
+
+
 class _BoundedReader:
     """File wrapper whose ``read(n)`` never asks the OS for more than what is left, so a
     crafted FRAME/BINBYTES8 length cannot make Python allocate gigabytes up front."""
@@ -233,9 +252,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             inst._setstate(state)
             if type(inst) is ArraySpec:
                 self._spend_array(inst)
-        elif type(inst) in (dict, OrderedDict) and (
-            state is None or (type(state) is dict and not state)
-        ):
+        elif type(inst) in (dict, OrderedDict) and _ignorable_dict_state(state):
             pass
         else:
             raise _refuse(f"BUILD (__setstate__) on {type(inst).__name__}")
