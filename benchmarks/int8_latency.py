@@ -1,7 +1,7 @@
 """int8 vs fp32 latency of exported models on ONNX Runtime and OpenVINO, interleaved.
 
     python benchmarks/int8_latency.py EXPORT_DIR [EXPORT_DIR ...] --size 256 --threads 1 \
-        --rounds 7 [--engines ort_fp32 ort_int8 openvino_fp32 openvino_int8]
+        --rounds 7 [--engines ort_fp32 ort_int8 openvino_fp32 openvino_bf16 openvino_int8]
 
 Each export (``tools/export.py --quantize int8``) is loaded on every engine; one
 ``1 x C x size x size`` network input (C from ``deploy.yaml``) is timed round by round,
@@ -23,6 +23,7 @@ ENGINES = {
     "ort_fp32": ("onnx", "fp32"),
     "ort_int8": ("onnx", "int8"),
     "openvino_fp32": ("openvino", "fp32"),
+    "openvino_bf16": ("openvino", "bf16"),
     "openvino_int8": ("openvino", "int8"),
 }
 
@@ -63,7 +64,9 @@ def main(argv=None) -> int:
         med = {e: float(np.median(v)) for e, v in times.items()}
         base = med.get("ort_fp32") or next(iter(med.values()))
         cells = [f"{med[e] * 1000:.1f} ms ({med[e] / base:.2f}x)" for e in args.engines]
-        print(f"| {os.path.basename(os.path.normpath(d))} | " + " | ".join(cells)
+        name = os.path.normpath(d).split(os.sep)
+        name = "/".join(name[-2:]) if name[-1] == "export" else name[-1]
+        print(f"| {name} | " + " | ".join(cells)
               + f" | {np.mean(loads):.1f} |", flush=True)  # fmt: skip
     return 0
 

@@ -17,7 +17,7 @@ __all__ = ["section_keys", "check_section_keys", "check_sections_agree"]
 _OPTIMIZER_KEYS = ("type", "grad_clip", "beta1", "beta2", "epsilon", "weight_decay")
 _LR_KEYS = ("type", "learning_rate", "warmup_iters", "warmup_start_lr", "T_max", "eta_min")
 _LR_STEP_KEYS = ("milestones", "gamma")
-_EXPORT_KEYS = ("input_shape",)
+_EXPORT_KEYS = ("input_shape", "int8")  # int8: quantize.RECIPE_KEYS, checked there
 # The names a model's input-channel argument goes by (unified later; all accepted).
 _MODEL_CHANNEL_KEYS = ("in_channels", "in_c", "num_channels")
 

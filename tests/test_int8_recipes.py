@@ -224,3 +224,65 @@ def test_float_skips_only_on_request(tmp_path):
     assert not [n for n in q2.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "c2"]
     for m in (q, q2):  # still a valid graph computing the same network (to int8 error)
         assert _err(_run(m, xs), ref) < 0.1 * float(np.mean([np.mean(r**2) for r in ref]))
+
+
+def _separable_model(path, seed: int = 0):
+    """x -> Conv 3x3 (8) -> Relu -> depthwise 3x3 (8) -> pointwise 1x1 (1): MobileNet /
+    PMRID's separable pair, the depthwise channels' gains spread 100x."""
+    rng = np.random.default_rng(seed)
+    spread = np.logspace(-1, 1, 8, dtype=np.float32)
+    w1 = rng.normal(0, 1, (8, 1, 3, 3)).astype(np.float32)
+    w1 *= spread[::-1, None, None, None]
+    b1 = rng.normal(0, 0.1, 8).astype(np.float32)
+    wd = rng.normal(0, 1, (8, 1, 3, 3)).astype(np.float32) * spread[:, None, None, None]
+    wp = rng.normal(0, 0.3, (1, 8, 1, 1)).astype(np.float32) / spread[None, :, None, None]
+    bp = np.zeros(1, np.float32)
+    arrays = ((w1, "w1"), (b1, "b1"), (wd, "wd"), (wp, "wp"), (bp, "bp"))
+    pads = helper.make_attribute("pads", [1, 1, 1, 1])
+    c1 = helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="Conv.0")
+    c1.attribute.append(pads)
+    r1 = helper.make_node("Relu", ["c1"], ["r1"], name="Relu.0")
+    dw = helper.make_node("Conv", ["r1", "wd"], ["d"], name="Conv.1", group=8)
+    dw.attribute.append(pads)
+    pw = helper.make_node("Conv", ["d", "wp", "bp"], ["y"], name="Conv.2")
+    g = helper.make_graph(
+        [c1, r1, dw, pw], "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, None, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, None, None])],
+        [numpy_helper.from_array(a, n) for a, n in arrays],
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return m
+
+
+def test_equalization_takes_depthwise_convolutions_on_both_sides(tmp_path):
+    """A depthwise conv is equalised as B (conv -> ReLU -> depthwise: the activation
+    between evened out) and as A (depthwise -> pointwise, no ReLU): the float function
+    stays, and int8 comes much closer to fp32 (PmrNet: -0.193 -> -0.151 dB on Kodak24)."""
+    from ppRestore.inference.int8_equalize import equalize, equalize_pairs
+
+    fm = _separable_model(tmp_path / "m.onnx")
+    pairs = [(a.name, b.name) for a, b in equalize_pairs(fm)]
+    assert pairs == [("Conv.0", "Conv.1"), ("Conv.1", "Conv.2")]
+    xs = _images(4, 32, seed=7)
+    ref = _run(fm, xs)
+    eq = onnx.load(str(tmp_path / "m.onnx"))
+    assert equalize(eq, _images()) == 2
+    for a, b in zip(_run(eq, xs), ref):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
+    plain = _err(_run(_quantized(tmp_path, fm), xs), ref)
+    equal = _err(_run(_quantized(tmp_path, eq), xs), ref)
+    assert equal < 0.5 * plain, (plain, equal)
+
+
+def test_grouped_but_not_depthwise_convs_are_not_paired(tmp_path):
+    fm = _separable_model(tmp_path / "m.onnx")
+    from ppRestore.inference.int8_equalize import equalize_pairs
+
+    w = next(t for t in fm.graph.initializer if t.name == "wd")
+    w.CopyFrom(numpy_helper.from_array(np.ones((8, 2, 3, 3), np.float32), "wd"))
+    dw = next(n for n in fm.graph.node if n.name == "Conv.1")
+    next(a for a in dw.attribute if a.name == "group").i = 4  # 2 inputs per group
+    assert equalize_pairs(fm) == []

@@ -223,11 +223,12 @@ def test_qat_config_trains_and_its_checkpoint_exports_to_int8(tmp_path):
     cfg.pop("qat")
     exp = str(tmp_path / "exp")
     export_model(cfg, ckpt, exp, fmt="onnx", measure_memory=False, log=lambda *a: None)
-    # the plain QDQ scheme QAT simulates: no ReLU fusion, round-to-nearest weights,
-    # the output image quantised too (the default recipe departs from it on purpose)
+    # the plain QDQ scheme QAT simulates: no ReLU fusion, round-to-nearest weights, no
+    # equalisation, the output image quantised too (the default recipe departs from it on
+    # purpose); configs/compression/pmrnet_qat.yml's export.int8 says the same
     quantize_int8(
         exp, str(tmp_path / "clean"), sizes=(64,), max_images=2, log=lambda *a: None,
-        fuse_relu=False, gptq=False, float_output=False,
+        fuse_relu=False, gptq=False, float_output=False, equalize=False,
     )  # fmt: skip
     pred = Predictor.from_exported(exp, backend="onnx", precision="int8")
     x = np.random.default_rng(5).random((1, 4, 32, 32)).astype(np.float32) * 0.3

@@ -17,7 +17,8 @@ import argparse
 import sys
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """tools/export.py's command line."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -41,7 +42,11 @@ def main(argv=None) -> int:
         "--no_measure_memory", action="store_true", help="skip measuring memory per pixel"
     )
     p.add_argument("-o", "--opts", nargs="+", default=[], help="config overrides key.sub=value")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     from ppRestore.errors import run_cli
 
@@ -61,18 +66,20 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
         "--calib_sizes",
         type=int,
         nargs="+",
-        default=[256, 160],
+        default=None,
         help="crop sizes taken from each calibration image (default 256 160)",
     )
-    q.add_argument("--calib_max", type=int, default=16, help="calibration images used (default 16)")
+    q.add_argument(
+        "--calib_max", type=int, default=None, help="calibration images used (default 16)"
+    )
     q.add_argument(
         "--int8_keep",
         nargs="+",
-        default=[],
+        default=None,
         help="layers kept in float: first, last (convolution), ONNX node names, or auto",
     )
     q.add_argument(
-        "--calib_method", default="minmax", choices=["minmax", "percentile", "entropy"],
+        "--calib_method", default=None, choices=["minmax", "percentile", "entropy"],
         help="activation range calibration (default minmax)",
     )  # fmt: skip
     q.add_argument(
@@ -86,8 +93,13 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
         "you deploy at gives ranges that fit it",
     )  # fmt: skip
     q.add_argument(
-        "--int8_target_psnr", type=float, default=47.0,
-        help="--int8_keep auto: keep layers in float until int8 is this close to fp32 (dB)",
+        "--int8_target_psnr", type=float, default=None,
+        help="--int8_keep auto: keep layers in float until int8 is this close to fp32 "
+        "(PSNR in dB, default 47)",
+    )  # fmt: skip
+    q.add_argument(
+        "--int8_max_keep", type=int, default=None,
+        help="--int8_keep auto: at most this many layers in float (default 8)",
     )  # fmt: skip
     q.add_argument("--no_relu_fusion", action="store_true", help="quantise conv and ReLU apart")
     q.add_argument("--no_gptq", action="store_true", help="round int8 weights to nearest")
@@ -97,7 +109,11 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
         help="quantise the output image too (ONNX Runtime's default)",
     )
     q.add_argument("--bias_correction", action="store_true", help="empirical bias correction (off)")
-    q.add_argument("--equalize", action="store_true", help="cross-layer equalisation first (off)")
+    q.add_argument(
+        "--equalize", action="store_true",
+        help="cross-layer equalisation first (the default; --no_equalize turns it off)",
+    )  # fmt: skip
+    q.add_argument("--no_equalize", action="store_true", help="no cross-layer equalisation")
     q.add_argument(
         "--float_skips", action="store_true",
         help="keep every residual path float (more accurate; fast on OpenVINO, slow on ONNX Runtime)",
@@ -128,13 +144,31 @@ def _run(args: argparse.Namespace) -> int:
         # quantised here rather than through export_model, so every int8 option reaches it
         from ppRestore.inference.quantize import quantize_int8
 
-        quantize_int8(
-            args.save_dir, args.calib_dir, args.calib_sizes, args.calib_max, args.int8_keep,
-            method=args.calib_method,
-            target_psnr=args.int8_target_psnr, calib_noise=args.calib_noise,
-            fuse_relu=not args.no_relu_fusion, gptq=not args.no_gptq,
-            float_output=not args.quantized_output, bias_correction=args.bias_correction,
-            equalize=args.equalize, float_skips=args.float_skips, calib_isos=args.calib_iso,
-        )  # fmt: skip
+        quantize_int8(args.save_dir, args.calib_dir, **_int8_recipe(args))
     print(f"exported to {args.save_dir} (deploy.yaml, model.*)", file=sys.stderr)
     return 0
+
+
+def _int8_recipe(args: argparse.Namespace) -> dict:
+    """quantize_int8's options: the config's ``export.int8`` recipe (the model's measured
+    one, e.g. PmrNet's), then every int8 flag given on the command line over it."""
+    from ppRestore.config import load_config
+    from ppRestore.inference.quantize import config_recipe
+
+    recipe = config_recipe(load_config(args.config, args.opts))
+    if recipe:
+        text = ", ".join(f"{k}={v}" for k, v in recipe.items())
+        print(f"int8: recipe from {args.config} (export.int8): {text}", file=sys.stderr)
+    flags = {
+        "sizes": args.calib_sizes, "max_images": args.calib_max, "keep_fp32": args.int8_keep,
+        "method": args.calib_method, "target_psnr": args.int8_target_psnr,
+        "max_keep": args.int8_max_keep, "calib_noise": args.calib_noise,
+        "calib_isos": args.calib_iso,
+        "fuse_relu": False if args.no_relu_fusion else None,
+        "gptq": False if args.no_gptq else None,
+        "float_output": False if args.quantized_output else None,
+        "bias_correction": True if args.bias_correction else None,
+        "equalize": False if args.no_equalize else (True if args.equalize else None),
+        "float_skips": True if args.float_skips else None,
+    }  # fmt: skip
+    return {**recipe, **{k: v for k, v in flags.items() if v is not None}}

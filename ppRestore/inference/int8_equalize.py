@@ -11,6 +11,12 @@ per-channel maximum, rather than A's weights as in the data-free paper, because 
 weights are quantised per channel anyway) and ``s_i = sqrt(act_i / w_i)`` makes both
 ranges ``sqrt(act_i * w_i)``: a channel that is tiny next to the others is no longer
 rounded away.
+
+Depthwise convolutions (MobileNet-style separable pairs, PMRID's whole network) take
+part on either side, as in the paper's MobileNetV2 results: a depthwise A's output
+channel ``i`` is its weight slice ``i``, scaled like any output channel; a depthwise B's
+input channel ``i`` is its own weight slice ``i``, which int8 quantises with its own
+scale, so there ``s`` equalises the activation alone (every channel to the widest range).
 """
 
 from __future__ import annotations
@@ -40,10 +46,22 @@ def _homogeneous_pad(node: Any) -> bool:
     return mode == b"constant" and (len(node.input) < 3 or not node.input[2])
 
 
+def _depthwise(node: Any, shapes: Dict[str, Tuple[int, ...]]) -> bool:
+    """A grouped conv with one input channel per group and one output per channel."""
+    w = shapes.get(node.input[1], ())
+    return len(w) == 4 and w[1] == 1 and _group(node) == w[0] > 1
+
+
 def equalize_pairs(model: Any) -> List[Tuple[Any, Any]]:
     """(Conv A, Conv B) pairs joined only by ReLU / data movement, each tensor between
-    them read by one node, both ordinary (group 1) convolutions with constant weights."""
-    init = {t.name for t in model.graph.initializer}
+    them read by one node, each an ordinary (group 1) or depthwise convolution with
+    constant weights."""
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    init = set(shapes)
+
+    def plain(n: Any) -> bool:
+        return _group(n) == 1 or _depthwise(n, shapes)
+
     outs = {o.name for o in model.graph.output}
     consumers: Dict[str, List[Any]] = {}
     for n in model.graph.node:
@@ -55,7 +73,7 @@ def equalize_pairs(model: Any) -> List[Tuple[Any, Any]]:
             uses[i] = uses.get(i, 0) + 1
     pairs = []
     for a in model.graph.node:
-        if a.op_type != "Conv" or _group(a) != 1 or a.input[1] not in init:
+        if a.op_type != "Conv" or a.input[1] not in init or not plain(a):
             continue
         if any(uses.get(i, 0) != 1 for i in a.input[1:] if i):
             continue  # a weight or bias shared with another node
@@ -72,8 +90,8 @@ def equalize_pairs(model: Any) -> List[Tuple[Any, Any]]:
                 break
             t = node.output[0]
         b = node
-        ok = b is not None and b.op_type == "Conv" and _group(b) == 1 and b.input[0] == t
-        if ok and b.input[1] in init and uses.get(b.input[1], 0) == 1:
+        ok = b is not None and b.op_type == "Conv" and b.input[0] == t
+        if ok and b.input[1] in init and uses.get(b.input[1], 0) == 1 and plain(b):
             pairs.append((a, b))
     return pairs
 
@@ -87,6 +105,12 @@ def _channel_max(model: Any, names: Sequence[str], inputs: Sequence[np.ndarray])
             m = np.abs(v).max(axis=(0, 2, 3))
             out[k] = np.maximum(out.get(k, m), m)
     return out
+
+
+def _in_axis(s: np.ndarray, b: Any) -> np.ndarray:
+    """``s`` shaped to scale B's weights along its input channels (for a depthwise B,
+    input channel ``i`` is weight slice ``i`` on axis 0)."""
+    return s[:, None, None, None] if _group(b) > 1 else s[None, :, None, None]
 
 
 def equalize(model: Any, inputs: Sequence[np.ndarray], max_scale: float = 1e3) -> int:
@@ -104,14 +128,17 @@ def equalize(model: Any, inputs: Sequence[np.ndarray], max_scale: float = 1e3) -
         wa = numpy_helper.to_array(init[a.input[1]]).astype(np.float64)
         wb = numpy_helper.to_array(init[b.input[1]]).astype(np.float64)
         r_act = act[b.input[0]].astype(np.float64)
-        r_w = np.abs(wb).max(axis=(0, 2, 3))
-        s = np.sqrt(np.where(r_w > 0, r_act, 0) / np.where(r_w > 0, r_w, 1))
+        if _group(b) > 1:  # depthwise B: its weights are quantised per channel anyway
+            s = r_act / (float(r_act.max()) or 1.0)
+        else:
+            r_w = np.abs(wb).max(axis=(0, 2, 3))
+            s = np.sqrt(np.where(r_w > 0, r_act, 0) / np.where(r_w > 0, r_w, 1))
         s = np.where(s > 0, np.clip(s, 1 / max_scale, max_scale), 1.0)
         init[a.input[1]].CopyFrom(
             numpy_helper.from_array((wa / s[:, None, None, None]).astype(np.float32), a.input[1])
         )
         init[b.input[1]].CopyFrom(
-            numpy_helper.from_array((wb * s[None, :, None, None]).astype(np.float32), b.input[1])
+            numpy_helper.from_array((wb * _in_axis(s, b)).astype(np.float32), b.input[1])
         )
         if len(a.input) > 2 and a.input[2] in init:
             bias = numpy_helper.to_array(init[a.input[2]]).astype(np.float64)

@@ -33,9 +33,39 @@ import numpy as np
 from .int8_calib import _ISOS, _default_noise, collect_calibration_inputs
 from .int8_keep import auto_keep, relus_after, select_keep_nodes
 
-__all__ = ["quantize_int8", "collect_calibration_inputs", "select_keep_nodes", "INT8_ONNX"]
+__all__ = [
+    "quantize_int8",
+    "config_recipe",
+    "collect_calibration_inputs",
+    "select_keep_nodes",
+    "INT8_ONNX",
+]
 
 INT8_ONNX = "model_int8.onnx"
+
+# quantize_int8 arguments a config's ``export.int8`` section may set: the model's measured
+# recipe (configs/pmrnet/pmrnet_raw.yml), so that ``--quantize int8 --calib_dir DIR``
+# alone gives it; tools/export.py flags given on the command line override it.
+RECIPE_KEYS = (
+    "sizes", "max_images", "keep_fp32", "method", "target_psnr", "max_keep", "calib_noise",
+    "fuse_relu", "gptq", "float_output", "bias_correction", "equalize", "float_skips",
+    "calib_isos",
+)  # fmt: skip
+
+
+def config_recipe(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``export.int8`` section of a loaded config, its keys checked (a typo is an
+    error naming the closest key), as :func:`quantize_int8` keyword arguments."""
+    from ..config import ConfigError, _check_key
+
+    sec = (cfg.get("export") or {}).get("int8")
+    if sec is None:
+        return {}
+    if not isinstance(sec, dict):
+        raise ConfigError(f"export.int8 must be a mapping of {', '.join(RECIPE_KEYS)}")
+    for k in sec:
+        _check_key(k, RECIPE_KEYS, "export.int8")
+    return dict(sec)
 
 
 def _dynamic_hw(model: Any) -> bool:
@@ -179,7 +209,7 @@ def quantize_int8(
     gptq: bool = True,
     float_output: bool = True,
     bias_correction: bool = False,
-    equalize: bool = False,
+    equalize: bool = True,
     float_skips: bool = False,
     calib_isos: Sequence[float] | None = None,
 ) -> Dict[str, Any]:
@@ -193,11 +223,12 @@ def quantize_int8(
         keep_fp32: layers left in float (``first``, ``last``, ONNX node names) and
             ``auto``: the worst layers alone (at most ``max_keep``) until int8 is within
             ``target_psnr`` dB of fp32 on calibration crops (:func:`auto_keep`).
+        max_keep: ``auto``'s limit on layers kept in float.
         method: activation ranges: ``minmax``, ``percentile`` (99.999th) or ``entropy``.
         calib_noise: Gaussian sigma (0-255) added to calibration inputs; None: 25 for
             ``task: denoise`` exports, else 0.
-        fuse_relu, gptq, float_output, float_skips, bias_correction, equalize: the
-            module's techniques; the first three (default on) helped (docs/benchmarks.md).
+        fuse_relu, gptq, float_output, equalize, float_skips, bias_correction: the
+            module's techniques; the first four (default on) helped (docs/benchmarks.md).
         calib_isos: raw models: the ISO(s) the synthesised calibration frames get; the
             deploy's ISO gives ranges that fit it (PmrNet at ISO 3200: -0.44 dB instead
             of -1.67 with 800-6400). None: 800, 1600, 3200, 6400.
@@ -220,13 +251,14 @@ def quantize_int8(
     tmp, opt = dst + ".tmp.onnx", dst + ".fp32-folded.onnx"
     _fold(src, opt)
     fmodel = onnx.load(opt)
-    if equalize and _equalize(fmodel, inputs, log):
+    equalized = equalize and _equalize(fmodel, inputs, log)
+    if equalized:
         onnx.save(fmodel, opt)
     opts = dict(gptq=gptq, float_output=float_output, float_skips=float_skips,
                 bias_correction=bias_correction, fuse_relu=fuse_relu,
                 target_psnr=target_psnr, max_keep=max_keep)  # fmt: skip
     keep, applied, sens = _build(opt, tmp, fmodel, inputs, keep_fp32, method, opts, log)
-    recipe = ["cross_layer_equalization"] * bool(equalize) + ["relu_fusion"] * bool(fuse_relu)
+    recipe = ["cross_layer_equalization"] * bool(equalized) + ["relu_fusion"] * bool(fuse_relu)
     recipe += applied
     os.remove(opt)
     section = {
