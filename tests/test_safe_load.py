@@ -227,6 +227,25 @@ def test_real_torch_save_files_load_without_torch(name):
         assert np.asarray(got[k]).dtype == want[k].dtype
 
 
+def test_real_release_layout_with_adam_state_converts_without_torch():
+    """torch 2.13's own file of a release checkpoint's layout (DataParallel ``module.``
+    keys, Adam with 0-dim tensor steps and None/bool options, a scheduler): the
+    converter's torch-free route takes the weights out of it."""
+    from ppRestore.weights.convert import read_foreign_checkpoint
+    from ppRestore.weights.torch_reader import read_torch_zip
+
+    fixtures = os.path.join(REPO_ROOT, "tests", "fixtures")
+    path = os.path.join(fixtures, "torch_real_release.pth")
+    want = np.load(os.path.join(fixtures, "torch_real_release_values.npz"))
+    flat = read_foreign_checkpoint(path, backend="zip")
+    assert sorted(flat) == sorted(want.files)  # module. stripped, optimizer left out
+    for k in want.files:
+        np.testing.assert_array_equal(flat[k], want[k])
+    whole = read_torch_zip(path)
+    assert whole["epoch"] == 5 and whole["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert whole["scheduler"]["T_max"] == 10
+
+
 def _dict_with_build_state(state: object) -> bytes:
     # collections.OrderedDict() then BUILD with ``state``
     return b"\x80\x02ccollections\nOrderedDict\n)R" + pickle.dumps(state, protocol=2)[2:-1] + b"b."
