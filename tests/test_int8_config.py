@@ -72,3 +72,21 @@ def test_qat_config_exports_the_scheme_its_training_simulates():
     path = os.path.join(REPO, "configs", "compression", "pmrnet_qat.yml")
     got = _int8_recipe(parser().parse_args(["-c", path, "--model_path", "w"]))
     assert got == {"fuse_relu": False, "gptq": False, "float_output": False, "equalize": False}
+
+
+def test_missing_onnx_tools_are_named_before_any_export_work(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from ppRestore.commands import export as cmd
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
+    )
+    called = []
+    monkeypatch.setattr("ppRestore.inference.export.export_model", lambda *a, **k: called.append(1))
+    rc = cmd.main(["-c", PMRNET, "--model_path", "w", "--save_dir", str(tmp_path),
+                   "--quantize", "int8", "--calib_dir", str(tmp_path)])  # fmt: skip
+    assert rc == 1 and not called
+    err = capsys.readouterr().err
+    assert "--quantize int8 needs onnxruntime" in err and "ppRestore[onnx]" in err

@@ -125,6 +125,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from ppRestore.inference.export import export_model
 
+    if args.quantize or args.format == "onnx":
+        _require_onnx_tools(bool(args.quantize))
     if args.quantize:  # checked before the export, as export_model does
         if not args.calib_dir:
             raise ValueError("--quantize int8 needs --calib_dir (a folder of typical images)")
@@ -147,6 +149,20 @@ def _run(args: argparse.Namespace) -> int:
         quantize_int8(args.save_dir, args.calib_dir, **_int8_recipe(args))
     print(f"exported to {args.save_dir} (deploy.yaml, model.*)", file=sys.stderr)
     return 0
+
+
+def _require_onnx_tools(quantize: bool) -> None:
+    """Say what to install before minutes of export work, not after them."""
+    import importlib.util
+
+    need = ["paddle2onnx"] + (["onnx", "onnxruntime"] if quantize else [])
+    missing = [m for m in need if importlib.util.find_spec(m) is None]
+    if missing:
+        what = "--quantize int8" if quantize else "--format onnx"
+        raise ImportError(
+            f"{what} needs {', '.join(missing)}: pip install ppRestore[onnx] "
+            '(pip install -e ".[onnx]" in a checkout; add [openvino] for the fastest CPU engine)'
+        )
 
 
 def _int8_recipe(args: argparse.Namespace) -> dict:
