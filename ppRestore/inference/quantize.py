@@ -7,17 +7,20 @@
    inputs it sees are recorded. A denoiser is calibrated on what it will see: Gaussian
    noise (``calib_noise``, sigma 25 by default for ``task: denoise``) is added; raw
    models get synthesised sensor noise;
-2. BatchNorm and biases are folded into the convolutions, and ONNX Runtime's
+2. BatchNorm and biases are folded into the convolutions, cross-layer equalisation
+   (``equalize``, on by default; :mod:`~ppRestore.inference.int8_equalize`, depthwise
+   convolutions included) evens out channel ranges, and ONNX Runtime's
    ``quantize_static`` calibrates activation ranges (MinMax) and writes
    ``model_int8.onnx`` in QDQ form: per-channel int8 weights, uint8 activations around
    every convolution (and matrix product); a ReLU after a convolution is fused into
    its output's quantisation (``fuse_relu``);
 3. :mod:`~ppRestore.inference.int8_recipes` brings the QDQ graph closer to float: GPTQ
    weight rounding (``gptq``), the image's tensors left float (``float_output``), and,
-   off by default, every residual path float (``float_skips``: slow on ONNX Runtime),
-   bias correction and cross-layer equalisation. ONNX Runtime and OpenVINO run it;
+   off by default, every residual path float (``float_skips``: slow on ONNX Runtime)
+   and bias correction. ONNX Runtime and OpenVINO run it;
 4. layers in ``keep_fp32`` (``first``/``last``, node names, ``auto``) stay in float
-   (:mod:`~ppRestore.inference.int8_keep`);
+   (:mod:`~ppRestore.inference.int8_keep`); a config's ``export.int8`` section can set
+   any of these options as that model's recipe (:func:`config_recipe`);
 5. the input's height and width must stay dynamic, and int8 is compared with fp32 at
    an odd size no calibration crop had. ``deploy.yaml`` records the file as
    ``int8_onnx_file``; ``--precision int8`` runs it.
